@@ -1,0 +1,1 @@
+//! `palisade-concurrency`: placeholder. This crate has no functionality yet; it lands with its own issue.
