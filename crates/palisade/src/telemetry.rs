@@ -1,0 +1,97 @@
+//! Spans: one per logical request (opened by the client) and one per attempt
+//! (this layer, placed just inside retry so that every attempt gets its own).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Opens an `attempt` span around each call.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AttemptSpanLayer;
+
+impl<S> Layer<S> for AttemptSpanLayer {
+    type Service = AttemptSpan<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptSpan { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptSpan<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for AttemptSpan<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = AttemptFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let span = tracing::debug_span!(
+            target: "palisade",
+            "attempt",
+            method = %req.method(),
+            key = %palisade_core::Key::origin(req.uri()),
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let fut = {
+            let _enter = span.enter();
+            self.inner.call(req)
+        };
+        AttemptFuture {
+            fut,
+            span,
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    pub(crate) struct AttemptFuture<F> {
+        #[pin]
+        fut: F,
+        span: tracing::Span,
+        start: Instant,
+    }
+}
+
+impl<F, RB, E> Future for AttemptFuture<F>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _enter = this.span.enter();
+        let out = std::task::ready!(this.fut.poll(cx));
+        this.span
+            .record("duration_ms", this.start.elapsed().as_millis() as u64);
+        match &out {
+            Ok(res) => {
+                this.span.record("status", res.status().as_u16());
+            }
+            Err(e) => {
+                this.span.record("error", tracing::field::display(e));
+            }
+        }
+        Poll::Ready(out)
+    }
+}
