@@ -25,17 +25,23 @@
 //! ```
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use http::uri::{Authority, Scheme};
 
 /// The partition of a keyed layer's state that a request belongs to.
 ///
-/// Cheap to clone: an origin key holds the request's `Authority` (a
-/// reference-counted buffer), a custom key an `Arc<str>`.
+/// Cheap to clone and to look up: an origin key holds the request's
+/// `Authority` (a reference-counted buffer) and the position of its host, and
+/// every key carries its hash, computed once when it is made with a
+/// per-process random seed (so hosts an attacker chooses cannot collide on
+/// purpose). Hashing a key is then one word, whatever the host's length.
 #[derive(Clone)]
-pub struct Key(Repr);
+pub struct Key {
+    repr: Repr,
+    hash: u64,
+}
 
 #[derive(Clone)]
 enum Repr {
@@ -44,21 +50,48 @@ enum Repr {
         https: bool,
         scheme: Option<Scheme>,
         authority: Authority,
+        host: (u16, u16),
         port: u16,
     },
     Custom(Arc<str>),
     Static(&'static str),
 }
 
+fn seed() -> &'static foldhash::fast::RandomState {
+    static SEED: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    SEED.get_or_init(foldhash::fast::RandomState::default)
+}
+
+fn hash_str(tag: u8, s: &str) -> u64 {
+    let mut h = seed().build_hasher();
+    h.write_u8(tag);
+    h.write(s.as_bytes());
+    h.finish()
+}
+
 impl Key {
     /// The single key every request shares.
     pub const fn global() -> Self {
-        Self(Repr::Global)
+        Self {
+            repr: Repr::Global,
+            hash: 0,
+        }
     }
 
     /// A key from a static string, with no allocation.
-    pub const fn from_static(s: &'static str) -> Self {
-        Self(Repr::Static(s))
+    pub fn from_static(s: &'static str) -> Self {
+        Self {
+            repr: Repr::Static(s),
+            hash: hash_str(2, s),
+        }
+    }
+
+    fn custom(s: Arc<str>) -> Self {
+        let hash = hash_str(2, &s);
+        Self {
+            repr: Repr::Custom(s),
+            hash,
+        }
     }
 
     /// The origin key of `uri`, or the global key when `uri` has no authority
@@ -69,22 +102,63 @@ impl Key {
         };
         let scheme = uri.scheme();
         let https = scheme == Some(&Scheme::HTTPS);
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let port = authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
         let scheme = match scheme {
             Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => None,
             other => other.cloned(),
         };
-        Self(Repr::Origin {
-            https,
-            scheme,
-            authority: authority.clone(),
-            port,
-        })
+        let full = authority.as_str();
+        let host = authority.host();
+        // `host` is a sub-slice of `full`; keep its position so that later
+        // comparisons do not parse the authority again.
+        let offset = (host.as_ptr() as usize).saturating_sub(full.as_ptr() as usize);
+        let range = match (u16::try_from(offset), u16::try_from(offset + host.len())) {
+            (Ok(a), Ok(b)) if full.get(usize::from(a)..usize::from(b)) == Some(host) => (a, b),
+            // Authorities over 64 KiB cannot be sent anyway; key them whole.
+            _ => (0, u16::try_from(full.len()).unwrap_or(u16::MAX)),
+        };
+        let mut h = seed().build_hasher();
+        h.write_u64((1 << 56) | (u64::from(https) << 48) | (u64::from(port) << 32));
+        if let Some(s) = &scheme {
+            h.write(s.as_str().as_bytes());
+        }
+        let host = full
+            .get(usize::from(range.0)..usize::from(range.1))
+            .unwrap_or(full);
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            h.write(host.to_ascii_lowercase().as_bytes());
+        } else {
+            h.write(host.as_bytes());
+        }
+        Self {
+            hash: h.finish(),
+            repr: Repr::Origin {
+                https,
+                scheme,
+                authority: authority.clone(),
+                host: range,
+                port,
+            },
+        }
     }
 
     fn host(&self) -> Option<&str> {
-        match &self.0 {
-            Repr::Origin { authority, .. } => Some(authority.host()),
+        match &self.repr {
+            Repr::Origin {
+                authority, host, ..
+            } => authority
+                .as_str()
+                .get(usize::from(host.0)..usize::from(host.1)),
+            _ => None,
+        }
+    }
+
+    fn custom_str(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Custom(s) => Some(s),
+            Repr::Static(s) => Some(s),
             _ => None,
         }
     }
@@ -92,25 +166,28 @@ impl Key {
 
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
-        Self(Repr::Custom(Arc::from(s)))
+        Self::custom(Arc::from(s))
     }
 }
 
 impl From<String> for Key {
     fn from(s: String) -> Self {
-        Self(Repr::Custom(Arc::from(s)))
+        Self::custom(Arc::from(s))
     }
 }
 
 impl From<Arc<str>> for Key {
     fn from(s: Arc<str>) -> Self {
-        Self(Repr::Custom(s))
+        Self::custom(s)
     }
 }
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
+        if self.hash != other.hash {
+            return false;
+        }
+        match (&self.repr, &other.repr) {
             (Repr::Global, Repr::Global) => true,
             (
                 Repr::Origin {
@@ -144,51 +221,43 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
-impl Key {
-    fn custom_str(&self) -> Option<&str> {
-        match &self.0 {
-            Repr::Custom(s) => Some(s),
-            Repr::Static(s) => Some(s),
-            _ => None,
-        }
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        match &self.0 {
-            Repr::Global => state.write_u8(0),
-            Repr::Origin {
-                https,
-                scheme,
-                authority,
-                port,
-            } => {
-                state.write_u8(1);
-                https.hash(state);
-                scheme.as_ref().map(Scheme::as_str).hash(state);
-                for b in authority.host().bytes() {
-                    state.write_u8(b.to_ascii_lowercase());
-                }
-                state.write_u16(*port);
-            }
-            Repr::Custom(_) | Repr::Static(_) => {
-                state.write_u8(2);
-                self.custom_str().hash(state);
-            }
+/// A hasher for maps keyed by [`Key`]: a key already carries a seeded hash,
+/// so the map takes it as it is instead of hashing it again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for `Key`; stay correct for anything else.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
+        match &self.repr {
             Repr::Global => f.write_str("*"),
             Repr::Origin {
                 https,
                 scheme,
-                authority,
                 port,
+                ..
             } => {
                 let scheme = match scheme {
                     Some(s) => s.as_str(),
@@ -198,7 +267,7 @@ impl fmt::Display for Key {
                 write!(
                     f,
                     "{scheme}://{}:{port}",
-                    authority.host().to_ascii_lowercase()
+                    self.host().unwrap_or_default().to_ascii_lowercase()
                 )
             }
             Repr::Custom(s) => f.write_str(s),
@@ -278,6 +347,16 @@ mod tests {
             k("https://Example.com").to_string(),
             "https://example.com:443"
         );
+    }
+
+    #[test]
+    fn long_hosts_hash_case_insensitively() {
+        let long = "a".repeat(150);
+        let upper = format!("https://{}.Example.COM/", long.to_uppercase());
+        let lower = format!("https://{long}.example.com:443/");
+        assert_eq!(k(&upper), k(&lower));
+        assert_eq!(h(&k(&upper)), h(&k(&lower)));
+        assert_ne!(h(&k(&lower)), h(&k("https://b.example.com/")));
     }
 
     #[test]

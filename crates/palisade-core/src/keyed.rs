@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::key::Key;
+use crate::key::{Key, KeyHasher};
+
+type Slots<V> = HashMap<Key, Slot<V>, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// Bounds for a [`KeyedMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,7 @@ struct Slot<V> {
 
 /// A bounded map from [`Key`] to shared per-key state. See the [module docs](self).
 pub struct KeyedMap<V> {
-    slots: RwLock<HashMap<Key, Slot<V>>>,
+    slots: RwLock<Slots<V>>,
     config: KeyedConfig,
     epoch: Instant,
     last_sweep: AtomicU64,
@@ -80,7 +82,7 @@ impl<V> KeyedMap<V> {
     /// Creates an empty map.
     pub fn new(config: KeyedConfig) -> Self {
         Self {
-            slots: RwLock::new(HashMap::new()),
+            slots: RwLock::new(HashMap::default()),
             config: KeyedConfig {
                 max_keys: config.max_keys.max(1),
                 ..config
@@ -108,11 +110,11 @@ impl<V> KeyedMap<V> {
         u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Slot<V>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Slots<V>> {
         self.slots.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Slot<V>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Slots<V>> {
         self.slots.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -179,7 +181,7 @@ impl<V> KeyedMap<V> {
         value
     }
 
-    fn sweep_locked(slots: &mut HashMap<Key, Slot<V>>, now: u64, idle: u64) -> usize {
+    fn sweep_locked(slots: &mut Slots<V>, now: u64, idle: u64) -> usize {
         let before = slots.len();
         slots.retain(|_, s| {
             Arc::strong_count(&s.value) > 1

@@ -55,11 +55,12 @@ pub mod error;
 pub mod events;
 pub mod key;
 pub mod keyed;
+pub mod overrides;
 pub mod retry_after;
 
 pub use body::{Body, NotReplayable};
 pub use classify::{Class, Classify, HttpClassifier};
 pub use deadline::Deadline;
 pub use error::{BoxError, TransportError, TransportErrorKind};
-pub use key::{ByAuthority, Global, Key, KeyFn};
+pub use key::{ByAuthority, Global, Key, KeyFn, KeyHasher};
 pub use retry_after::RetryAfter;
