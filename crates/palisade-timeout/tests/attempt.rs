@@ -190,3 +190,32 @@ async fn sends_each_attempt_its_effective_timeout() {
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     assert_eq!(res.body(), "1500");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_per_request_override_replaces_the_layers_timeout() {
+    let layer = AttemptTimeoutLayer::new(ms(100)).unwrap();
+    let slow = service_fn(|_req: Request<()>| async {
+        tokio::time::sleep(ms(150)).await;
+        Ok::<_, BoxError>(Response::new("late"))
+    });
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(palisade_core::overrides::AttemptTimeout(ms(200)));
+    let res = layer.layer(slow).oneshot(req).await.unwrap();
+    assert_eq!(*res.body(), "late", "the longer override let it finish");
+
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(palisade_core::overrides::AttemptTimeout(ms(10)));
+    let start = Instant::now();
+    let err = layer
+        .layer(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(ms(50)).await;
+            Ok::<_, BoxError>(Response::new("late"))
+        }))
+        .oneshot(req)
+        .await
+        .unwrap_err();
+    assert!(err.is::<Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), ms(10));
+}

@@ -241,3 +241,19 @@ async fn sends_the_remaining_budget_in_the_configured_header() {
     let res = grpc.oneshot(Request::new(())).await.unwrap();
     assert_eq!(res.body(), "grpc-timeout=1500000u");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_per_request_total_timeout_replaces_the_budget_even_when_longer() {
+    let layer = DeadlineLayer::builder().budget(secs(30)).build().unwrap();
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(palisade_core::overrides::TotalTimeout(secs(90)));
+    let res = layer.layer(remaining_echo()).oneshot(req).await.unwrap();
+    assert_eq!(*res.body(), Some(secs(90)));
+
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(palisade_core::overrides::TotalTimeout(secs(2)));
+    let res = layer.layer(remaining_echo()).oneshot(req).await.unwrap();
+    assert_eq!(*res.body(), Some(secs(2)));
+}

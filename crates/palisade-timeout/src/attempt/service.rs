@@ -55,7 +55,9 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let start = Instant::now();
-        let own = time::after(start, self.timeout);
+        // A per-request override replaces this layer's own timeout.
+        let timeout = palisade_core::overrides::AttemptTimeout::of(&req).unwrap_or(self.timeout);
+        let own = time::after(start, timeout);
         let (at, bound) = match Deadline::of(&req) {
             // On a tie the deadline is reported: no retry could fit either.
             Some(d) if d.instant() <= own => (d.instant(), Bound::Deadline),

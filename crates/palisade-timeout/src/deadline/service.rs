@@ -56,7 +56,9 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let start = Instant::now();
-        let mut own = self.budget.map(|b| Deadline::at(time::after(start, b)));
+        // A per-request budget replaces this layer's own, and may be longer.
+        let budget = palisade_core::overrides::TotalTimeout::of(&req).or(self.budget);
+        let mut own = budget.map(|b| Deadline::at(time::after(start, b)));
         if self.inherit
             && let Some(inherited) = inherit::current()
         {
