@@ -81,6 +81,8 @@ pub mod metrics {
     pub const ACTIVE_REQUESTS: &str = "http.client.active_requests";
     /// Counter: one per resilience event, labelled with `event.name` (Polly).
     pub const RESILIENCE_EVENTS: &str = "resilience.polly.strategy.events";
-    /// Histogram: attempts per logical request (Polly's `resilience.polly.pipeline.duration` sibling).
+    /// Histogram: attempts per logical request.
     pub const ATTEMPTS: &str = "resilience.attempts";
+    /// Counter: retries sent (attempts after the first).
+    pub const RETRIES: &str = "resilience.retries";
 }

@@ -180,13 +180,48 @@ impl Client {
                 .with_url(Some(url)));
         };
         let cancelled_url = url.clone();
-        tokio::select! {
-            biased;
-            res = self.run(rb.method, url, rb.headers, rb.body, rb.overrides) => res,
-            () = in_flight.cancelled() => Err(Error::new(Kind::Shutdown)
-                .with_message("cancelled by shutdown after its grace period")
-                .with_url(Some(cancelled_url))),
+        #[cfg(feature = "metrics")]
+        let (method, key) = (rb.method.clone(), origin_of(&url));
+        let span = tracing::info_span!(
+            target: "palisade",
+            "request",
+            method = %rb.method,
+            url = %crate::redact::url(&url),
+            key = %origin_of(&url),
+            status = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let start = tokio::time::Instant::now();
+        let run = self.run(rb.method, url, rb.headers, rb.body, rb.overrides);
+        let out = tracing::Instrument::instrument(
+            async move {
+                tokio::select! {
+                    biased;
+                    res = run => res,
+                    () = in_flight.cancelled() => Err(Error::new(Kind::Shutdown)
+                        .with_message("cancelled by shutdown after its grace period")
+                        .with_url(Some(cancelled_url))),
+                }
+            },
+            span.clone(),
+        )
+        .await;
+        let elapsed = start.elapsed();
+        span.record("duration_ms", elapsed.as_millis() as u64);
+        #[cfg(feature = "metrics")]
+        crate::telemetry::record_request(&method, &key, &out, elapsed);
+        match &out {
+            Ok(res) => {
+                span.record("status", res.status().as_u16());
+                span.record("attempts", crate::attempts(res));
+            }
+            Err(e) => {
+                span.record("error", e.kind().as_str());
+            }
         }
+        out
     }
 
     async fn run(
@@ -224,7 +259,19 @@ impl Client {
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = req_headers;
-            req.extensions_mut().insert(overrides);
+            {
+                use palisade_core::overrides as o;
+                let ext = req.extensions_mut();
+                if let Some(d) = overrides.attempt_timeout {
+                    ext.insert(o::AttemptTimeout(d));
+                }
+                if let Some(d) = overrides.deadline {
+                    ext.insert(o::TotalTimeout(d));
+                }
+                if let Some(n) = overrides.retries {
+                    ext.insert(o::MaxRetries(n));
+                }
+            }
 
             let res = self
                 .route(&url)
@@ -356,6 +403,15 @@ pub fn error_for_status(res: reqwest::Response) -> Result<reqwest::Response, Err
     Ok(res)
 }
 
+type CustomLayer = Arc<dyn Fn(stack::HttpService) -> stack::HttpService + Send + Sync>;
+
+fn wrap_custom(custom: &[CustomLayer], mut svc: stack::HttpService) -> stack::HttpService {
+    for layer in custom.iter().rev() {
+        svc = layer(svc);
+    }
+    svc
+}
+
 /// Builds a [`Client`]. Every setter has a documented default; `build`
 /// validates the configuration as a whole and returns [`Kind::Config`]
 /// errors that say what to change.
@@ -366,8 +422,9 @@ pub struct ClientBuilder {
     stack: StackConfig,
     mounts: Vec<(String, StackConfig)>,
     transport: Option<stack::TransportFactory>,
+    custom: Vec<CustomLayer>,
     max_redirects: usize,
-    idempotency_header: String,
+    idempotency_header: Option<String>,
     error: Option<Error>,
 }
 
@@ -401,8 +458,9 @@ impl ClientBuilder {
             stack: StackConfig::default(),
             mounts: Vec::new(),
             transport: None,
+            custom: Vec::new(),
             max_redirects: DEFAULT_MAX_REDIRECTS,
-            idempotency_header: "idempotency-key".to_owned(),
+            idempotency_header: None,
             error: None,
         }
     }
@@ -455,10 +513,44 @@ impl ClientBuilder {
         self
     }
 
-    /// The header that carries idempotency keys (default `Idempotency-Key`).
+    /// The header that carries idempotency keys set with
+    /// [`RequestBuilder::idempotency_key`] (default: the retry policy's,
+    /// `Idempotency-Key`). It must be the header the retry policy recognises,
+    /// or keyed requests would not be retried; `build` checks this.
     pub fn idempotency_header(mut self, name: &str) -> Self {
-        self.idempotency_header = name.to_owned();
-        self.stack.idempotency_header = Some(name.to_owned());
+        self.idempotency_header = Some(name.to_owned());
+        self
+    }
+
+    /// Adds a tower layer around the whole standard stack (outside the
+    /// deadline), inside the client's own handling of credentials and
+    /// redirects. Layers added first end up outermost. Any layer over
+    /// `http::Request<palisade::Body>` fits, tower-http's included (trace,
+    /// decompression, set-header): it sees each logical request once per
+    /// redirect hop, with its credentials already attached. Each added layer
+    /// costs one boxing per call. It applies to the default stack and to
+    /// every mount.
+    pub fn layer<L, S, B>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<stack::HttpService, Service = S> + Send + Sync + 'static,
+        S: tower::Service<http::Request<Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.custom.push(Arc::new(move |svc: stack::HttpService| {
+            stack::HttpService::new(
+                layer
+                    .layer(svc)
+                    .map_err(Into::into)
+                    .map_response(|res: http::Response<B>| res.map(reqwest::Body::wrap)),
+            )
+        }));
         self
     }
 
@@ -530,13 +622,27 @@ impl ClientBuilder {
             v.set_sensitive(*secret);
             headers.append(n, v);
         }
-        let idempotency_header = HeaderName::from_bytes(self.idempotency_header.as_bytes())
-            .map_err(|_| {
-                Error::config(format!(
-                    "invalid idempotency header name {:?}",
-                    self.idempotency_header
-                ))
-            })?;
+        // Per-request keys go in the header the retry policy recognises.
+        let policy_header = self
+            .stack
+            .retry
+            .as_ref()
+            .map(|r| r.policy().idempotency_header().clone());
+        let idempotency_header = match &self.idempotency_header {
+            None => policy_header.unwrap_or_else(|| HeaderName::from_static("idempotency-key")),
+            Some(name) => {
+                let h = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    Error::config(format!("invalid idempotency header name {name:?}"))
+                })?;
+                if let Some(p) = policy_header.filter(|p| *p != h) {
+                    return Err(Error::config(format!(
+                        "idempotency header {h} differs from the retry policy's ({p}); \
+                         configure the retry layer with the same header"
+                    )));
+                }
+                h
+            }
+        };
         let auth = match (self.auth, &base_url) {
             (Some(a), Some(base)) => Some(a.scoped_to(base)),
             (Some(_), None) => {
@@ -548,17 +654,21 @@ impl ClientBuilder {
         };
 
         let (default, mut description) = stack::build(&self.stack, self.transport.as_ref())?;
+        let default = wrap_custom(&self.custom, default);
+        if !self.custom.is_empty() {
+            description
+                .layers
+                .insert(0, ("custom".into(), format!("{} layer(s)", self.custom.len())));
+        }
         let mut mounts = Vec::with_capacity(self.mounts.len());
-        for (prefix, mut cfg) in self.mounts {
+        for (prefix, cfg) in self.mounts {
             reqwest::Url::parse(&prefix).map_err(|e| {
                 Error::config(format!(
                     "mount prefix {prefix:?} is not an absolute URL: {e}"
                 ))
             })?;
-            if cfg.idempotency_header.is_none() {
-                cfg.idempotency_header = self.stack.idempotency_header.clone();
-            }
             let (svc, desc) = stack::build(&cfg, self.transport.as_ref())?;
+            let svc = wrap_custom(&self.custom, svc);
             description.mounts.push((prefix.clone(), desc));
             mounts.push((prefix, svc));
         }

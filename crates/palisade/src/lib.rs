@@ -23,8 +23,16 @@ mod redact;
 mod request;
 mod shutdown;
 mod stack;
-#[allow(dead_code)]
+mod telemetry;
 mod toggle;
+
+/// The layer crates, re-exported so one dependency gives the whole stack.
+pub use palisade_breaker as breaker;
+pub use palisade_concurrency as concurrency;
+pub use palisade_core as core;
+pub use palisade_ratelimit as ratelimit;
+pub use palisade_retry as retry;
+pub use palisade_timeout as timeout;
 
 pub use auth::{Auth, ClientCredentials, Token, TokenFuture, TokenProvider};
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_REDIRECTS, error_for_status};
@@ -32,11 +40,17 @@ pub use error::{Error, Kind};
 pub use palisade_core::Body;
 pub use palisade_reqwest::PoolConfig;
 pub use request::{Overrides, RequestBuilder};
-pub use stack::{Description, StackConfig};
+pub use stack::{Description, HttpService, StackConfig};
 
 /// How many attempts the stack made for this response (1 when it was not
 /// retried, or when no retry layer is in the stack).
 pub fn attempts(res: &reqwest::Response) -> u32 {
-    let _ = res;
-    1
+    res.extensions()
+        .get::<palisade_retry::Attempts>()
+        .map_or(1, |a| a.0)
 }
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -9,11 +9,20 @@ use palisade_reqwest::{PoolConfig, ReqwestService};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use palisade_breaker::BreakerLayer;
+use palisade_concurrency::ConcurrencyLimitLayer;
+use palisade_ratelimit::RateLimitLayer;
+use palisade_retry::{HedgeLayer, RetryLayer};
+use palisade_timeout::{AttemptTimeoutLayer, BodyTimeoutLayer, DeadlineLayer};
+
 use crate::error::Error;
+use crate::telemetry::AttemptSpanLayer;
+use crate::toggle::Toggle;
 
 /// The type-erased stack a client sends through: one box for the whole stack,
-/// not one per layer.
-pub(crate) type HttpService =
+/// not one per layer. Custom layers ([`ClientBuilder::layer`](crate::ClientBuilder::layer))
+/// wrap this type.
+pub type HttpService =
     BoxCloneSyncService<http::Request<Body>, http::Response<reqwest::Body>, BoxError>;
 
 type TransportService =
@@ -50,17 +59,35 @@ impl TransportFactory {
 /// The configuration of one stack: the client's default stack, or a mount's.
 ///
 /// Defaults follow Microsoft's standard resilience handler
-/// (`Microsoft.Extensions.Http.Resilience`, `AddStandardResilienceHandler`):
-/// a 30 s total deadline, a 10 s attempt timeout, 3 retries with exponential
-/// backoff and jitter honouring `Retry-After`, a breaker at a 10 % failure
-/// ratio over 30 s with a minimum throughput of 100 and a 5 s break, a
-/// concurrency limit per host, and no rate limit unless one is configured.
+/// (`Microsoft.Extensions.Http.Resilience`, `AddStandardResilienceHandler`,
+/// itself built on Polly v8):
+///
+/// | layer | default | source |
+/// |---|---|---|
+/// | deadline | 30 s per logical request | standard handler, total request timeout |
+/// | retry | 3 retries (4 attempts), exponential backoff with decorrelated jitter from 2 s, `Retry-After` honoured up to 60 s, Finagle budget | standard handler; Polly `DecorrelatedJitterV2`; Finagle |
+/// | hedge | off | opt-in: it adds load |
+/// | breaker | failure ratio 0.1 over 30 s, minimum throughput 100, break 5 s, per host | standard handler |
+/// | rate limit | off | only the upstream knows its quota |
+/// | concurrency | 100 in flight per host, queue 1024, wait up to 5 s | httpx and aiohttp pool limit (100); httpx pool timeout (5 s) |
+/// | attempt timeout | 10 s | standard handler |
+/// | body timeout | 30 s between chunks | a stalled body fails instead of hanging |
+///
+/// Layers hold their state (breakers, limiters, budgets) when they are
+/// built, so every stack built from one `StackConfig`, and every clone of
+/// it, shares that state. Give two mounts two separately built layers to
+/// keep them apart, or the same layer to share a limit between them.
 #[derive(Clone)]
 pub struct StackConfig {
     pub(crate) pool: PoolConfig,
     pub(crate) deadline: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
-    pub(crate) idempotency_header: Option<String>,
+    pub(crate) retry: Option<RetryLayer>,
+    pub(crate) hedge: Option<HedgeLayer>,
+    pub(crate) breaker: Option<BreakerLayer>,
+    pub(crate) rate_limit: Option<RateLimitLayer>,
+    pub(crate) concurrency: Option<ConcurrencyLimitLayer>,
+    pub(crate) body_timeout: Option<BodyTimeoutLayer>,
 }
 
 impl Default for StackConfig {
@@ -69,7 +96,12 @@ impl Default for StackConfig {
             pool: PoolConfig::default(),
             deadline: Some(Duration::from_secs(30)),
             attempt_timeout: Some(Duration::from_secs(10)),
-            idempotency_header: None,
+            retry: Some(RetryLayer::default()),
+            hedge: None,
+            breaker: Some(BreakerLayer::new()),
+            rate_limit: None,
+            concurrency: Some(ConcurrencyLimitLayer::default()),
+            body_timeout: Some(BodyTimeoutLayer::default()),
         }
     }
 }
@@ -80,11 +112,33 @@ impl fmt::Debug for StackConfig {
             .field("pool", &self.pool)
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
-            .finish_non_exhaustive()
+            .field("retry", &self.retry.is_some())
+            .field("hedge", &self.hedge.is_some())
+            .field("breaker", &self.breaker.is_some())
+            .field("rate_limit", &self.rate_limit.is_some())
+            .field("concurrency", &self.concurrency.is_some())
+            .field("body_timeout", &self.body_timeout.is_some())
+            .finish()
     }
 }
 
 impl StackConfig {
+    /// A stack with no resilience layer at all: only the transport. Add back
+    /// what you want.
+    pub fn bare() -> Self {
+        Self {
+            pool: PoolConfig::default(),
+            deadline: None,
+            attempt_timeout: None,
+            retry: None,
+            hedge: None,
+            breaker: None,
+            rate_limit: None,
+            concurrency: None,
+            body_timeout: None,
+        }
+    }
+
     /// The connection pool (default [`PoolConfig::default`]).
     pub fn pool(mut self, pool: PoolConfig) -> Self {
         self.pool = pool;
@@ -103,11 +157,57 @@ impl StackConfig {
         self
     }
 
+    /// The retry layer (default [`RetryLayer::default`]); `None` for no retries.
+    pub fn retry(mut self, retry: Option<RetryLayer>) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The hedging layer (default off).
+    pub fn hedge(mut self, hedge: Option<HedgeLayer>) -> Self {
+        self.hedge = hedge;
+        self
+    }
+
+    /// The circuit breaker (default [`BreakerLayer::new`]: Polly's standard
+    /// handler); `None` for none.
+    pub fn breaker(mut self, breaker: Option<BreakerLayer>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The rate limiter (default none).
+    pub fn rate_limit(mut self, rate_limit: Option<RateLimitLayer>) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// The concurrency limit (default [`ConcurrencyLimitLayer::default`]:
+    /// 100 per host); `None` for none.
+    pub fn concurrency(mut self, concurrency: Option<ConcurrencyLimitLayer>) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// The response body timeouts (default 30 s idle between chunks); `None`
+    /// for none.
+    pub fn body_timeout(mut self, body_timeout: Option<BodyTimeoutLayer>) -> Self {
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// The breaker's layer, to read its state ([`BreakerLayer::handle`]).
+    pub fn breaker_layer(&self) -> Option<&BreakerLayer> {
+        self.breaker.as_ref()
+    }
+
+    /// The concurrency layer, to read its diagnostics.
+    pub fn concurrency_layer(&self) -> Option<&ConcurrencyLimitLayer> {
+        self.concurrency.as_ref()
+    }
+
     fn validate(&self) -> Result<(), Error> {
-        for (name, d) in [
-            ("deadline", self.deadline),
-            ("attempt_timeout", self.attempt_timeout),
-        ] {
+        for (name, d) in [("deadline", self.deadline), ("attempt_timeout", self.attempt_timeout)] {
             if d == Some(Duration::ZERO) {
                 return Err(Error::config(format!("{name} must be greater than zero")));
             }
@@ -117,6 +217,15 @@ impl StackConfig {
         {
             return Err(Error::config(format!(
                 "attempt_timeout ({a:?}) must not exceed the deadline ({d:?})"
+            )));
+        }
+        if let (Some(b), Some(a)) = (&self.breaker, self.attempt_timeout)
+            && let Some(window) = b.config().sampling_duration()
+            && window < a * 2
+        {
+            return Err(Error::config(format!(
+                "the breaker's sampling window ({window:?}) must be at least twice the \
+                 attempt_timeout ({a:?}), or timeouts cannot be sampled in it"
             )));
         }
         Ok(())
@@ -168,7 +277,6 @@ pub(crate) fn build(
     transport: Option<&TransportFactory>,
 ) -> Result<(HttpService, Description), Error> {
     cfg.validate()?;
-    let mut desc = Description::default();
     let transport: TransportService = match transport {
         Some(TransportFactory::Service(s)) => s.clone(),
         None => {
@@ -187,7 +295,47 @@ pub(crate) fn build(
             )
         }
     };
-    desc.layers
-        .push(("transport".into(), format!("{:?}", cfg.pool)));
-    Ok((transport, desc))
+    let deadline = match cfg.deadline {
+        Some(d) => Some(
+            DeadlineLayer::builder()
+                .budget(d)
+                .build()
+                .map_err(|e| Error::config(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let attempt = match cfg.attempt_timeout {
+        Some(d) => Some(AttemptTimeoutLayer::new(d).map_err(|e| Error::config(e.to_string()))?),
+        None => None,
+    };
+
+    let mut desc = Description::default();
+    let mut describe = |name: &str, on: bool, settings: String| {
+        if on {
+            desc.layers.push((name.to_owned(), settings));
+        }
+    };
+    describe("deadline", deadline.is_some(), format!("{:?}", cfg.deadline.unwrap_or_default()));
+    describe("retry", cfg.retry.is_some(), format!("{:?}", cfg.retry.as_ref().map(RetryLayer::policy)));
+    describe("hedge", cfg.hedge.is_some(), format!("{:?}", cfg.hedge));
+    describe("breaker", cfg.breaker.is_some(), format!("{:?}", cfg.breaker.as_ref().map(BreakerLayer::config)));
+    describe("rate_limit", cfg.rate_limit.is_some(), format!("{:?}", cfg.rate_limit));
+    describe("concurrency", cfg.concurrency.is_some(), format!("{:?}", cfg.concurrency));
+    describe("attempt_timeout", attempt.is_some(), format!("{:?}", cfg.attempt_timeout.unwrap_or_default()));
+    describe("body_timeout", cfg.body_timeout.is_some(), format!("{:?}", cfg.body_timeout));
+    describe("transport", true, format!("{:?}", cfg.pool));
+
+    let svc = tower::ServiceBuilder::new()
+        .layer(Toggle(deadline))
+        .layer(Toggle(cfg.retry.clone()))
+        .layer(Toggle(cfg.hedge.clone()))
+        .layer(AttemptSpanLayer)
+        .layer(Toggle(cfg.breaker.clone()))
+        .layer(Toggle(cfg.rate_limit.clone()))
+        .layer(Toggle(cfg.concurrency.clone()))
+        .layer(Toggle(attempt))
+        .layer(Toggle(cfg.body_timeout.clone()))
+        .service(transport)
+        .map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap));
+    Ok((BoxCloneSyncService::new(svc), desc))
 }

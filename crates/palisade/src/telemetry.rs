@@ -95,3 +95,35 @@ where
         Poll::Ready(out)
     }
 }
+
+/// Records one logical request's metrics, named after the OpenTelemetry HTTP
+/// client conventions and Polly's resilience instruments.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_request(
+    method: &http::Method,
+    key: &palisade_core::Key,
+    outcome: &Result<reqwest::Response, crate::Error>,
+    elapsed: std::time::Duration,
+) {
+    use palisade_core::events::metrics as names;
+    let (status, kind) = match outcome {
+        Ok(res) => (res.status().as_str().to_owned(), "ok"),
+        Err(e) => (String::new(), e.kind().as_str()),
+    };
+    let labels = [
+        ("http.request.method", method.as_str().to_owned()),
+        ("server.address", key.to_string()),
+        ("http.response.status_code", status),
+        ("error.type", kind.to_owned()),
+    ];
+    metrics::histogram!(names::REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+    if let Ok(res) = outcome {
+        let attempts = crate::attempts(res);
+        metrics::histogram!(names::ATTEMPTS, "server.address" => key.to_string())
+            .record(f64::from(attempts));
+        if attempts > 1 {
+            metrics::counter!(names::RETRIES, "server.address" => key.to_string())
+                .increment(u64::from(attempts - 1));
+        }
+    }
+}
