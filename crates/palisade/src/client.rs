@@ -656,9 +656,10 @@ impl ClientBuilder {
         let (default, mut description) = stack::build(&self.stack, self.transport.as_ref())?;
         let default = wrap_custom(&self.custom, default);
         if !self.custom.is_empty() {
-            description
-                .layers
-                .insert(0, ("custom".into(), format!("{} layer(s)", self.custom.len())));
+            description.layers.insert(
+                0,
+                ("custom".into(), format!("{} layer(s)", self.custom.len())),
+            );
         }
         let mut mounts = Vec::with_capacity(self.mounts.len());
         for (prefix, cfg) in self.mounts {

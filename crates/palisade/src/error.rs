@@ -209,18 +209,29 @@ impl Error {
         }
     }
 
-    /// Wraps an error from reading or decoding a response body.
+    /// Wraps an error from reading (`decode == false`) or decoding
+    /// (`decode == true`) a response body. reqwest labels every body failure
+    /// as a decode error, so a read failure is classified by its cause: the
+    /// deadline, a timeout (attempt, transport or body idle), or else a body
+    /// failure.
     pub(crate) fn from_body(err: BoxError, decode: bool) -> Self {
+        use palisade_core::error::find;
+        use std::io;
         let kind = if decode {
             Kind::Decode
-        } else if let Some(r) = palisade_core::error::find::<reqwest::Error>(&*err) {
-            match Self::reqwest_kind(r) {
-                Kind::Decode => Kind::Decode,
-                Kind::Timeout => Kind::Timeout,
-                _ => Kind::Body,
-            }
         } else {
-            Kind::Body
+            let cause: &(dyn StdError + 'static) = &*err;
+            if find::<DeadlineExceeded>(cause).is_some() {
+                Kind::DeadlineExceeded
+            } else if find::<Elapsed>(cause).is_some()
+                || find::<TransportError>(cause)
+                    .is_some_and(|t| t.kind() == TransportErrorKind::Timeout)
+                || find::<io::Error>(cause).is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+            {
+                Kind::Timeout
+            } else {
+                Kind::Body
+            }
         };
         Self::new(kind).with_source(err)
     }
@@ -388,6 +399,22 @@ mod tests {
         let open = Error::from_stack(CircuitOpen::new(Some(Duration::from_secs(2))).into());
         assert_eq!(open.retry_after(), Some(Duration::from_secs(2)));
         assert!(open.is_circuit_open());
+    }
+
+    #[test]
+    fn body_read_errors_are_classified_by_cause_not_as_decode() {
+        let timeout: BoxError = TransportError::new(TransportErrorKind::Timeout, "slow").into();
+        assert_eq!(Error::from_body(timeout, false).kind(), Kind::Timeout);
+        let deadline: BoxError = Box::new(DeadlineExceeded);
+        assert_eq!(Error::from_body(deadline, false).kind(), Kind::DeadlineExceeded);
+        let reset: BoxError = TransportError::new(
+            TransportErrorKind::Reset,
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        )
+        .into();
+        assert_eq!(Error::from_body(reset, false).kind(), Kind::Body);
+        let json: BoxError = serde_json::from_str::<u8>("x").unwrap_err().into();
+        assert_eq!(Error::from_body(json, true).kind(), Kind::Decode);
     }
 
     #[test]

@@ -17,8 +17,12 @@
 //! See `docs/layer-order.md` for the order of the layers and why.
 
 pub mod auth;
+pub mod batch;
+pub mod blocking;
 mod client;
+pub mod download;
 mod error;
+pub mod paginate;
 mod redact;
 mod request;
 mod shutdown;
@@ -35,8 +39,11 @@ pub use palisade_retry as retry;
 pub use palisade_timeout as timeout;
 
 pub use auth::{Auth, ClientCredentials, Token, TokenFuture, TokenProvider};
+pub use batch::{Batch, DEFAULT_BATCH_CONCURRENCY, FetchUnordered, Fetched};
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_REDIRECTS, error_for_status};
+pub use download::{DEFAULT_MAX_RESUMES, Download, Downloaded, Progress};
 pub use error::{Error, Kind};
+pub use paginate::{Paginate, Pagination};
 pub use palisade_core::Body;
 pub use palisade_reqwest::PoolConfig;
 pub use request::{Overrides, RequestBuilder};

@@ -207,7 +207,10 @@ impl StackConfig {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        for (name, d) in [("deadline", self.deadline), ("attempt_timeout", self.attempt_timeout)] {
+        for (name, d) in [
+            ("deadline", self.deadline),
+            ("attempt_timeout", self.attempt_timeout),
+        ] {
             if d == Some(Duration::ZERO) {
                 return Err(Error::config(format!("{name} must be greater than zero")));
             }
@@ -315,14 +318,42 @@ pub(crate) fn build(
             desc.layers.push((name.to_owned(), settings));
         }
     };
-    describe("deadline", deadline.is_some(), format!("{:?}", cfg.deadline.unwrap_or_default()));
-    describe("retry", cfg.retry.is_some(), format!("{:?}", cfg.retry.as_ref().map(RetryLayer::policy)));
+    describe(
+        "deadline",
+        deadline.is_some(),
+        format!("{:?}", cfg.deadline.unwrap_or_default()),
+    );
+    describe(
+        "retry",
+        cfg.retry.is_some(),
+        format!("{:?}", cfg.retry.as_ref().map(RetryLayer::policy)),
+    );
     describe("hedge", cfg.hedge.is_some(), format!("{:?}", cfg.hedge));
-    describe("breaker", cfg.breaker.is_some(), format!("{:?}", cfg.breaker.as_ref().map(BreakerLayer::config)));
-    describe("rate_limit", cfg.rate_limit.is_some(), format!("{:?}", cfg.rate_limit));
-    describe("concurrency", cfg.concurrency.is_some(), format!("{:?}", cfg.concurrency));
-    describe("attempt_timeout", attempt.is_some(), format!("{:?}", cfg.attempt_timeout.unwrap_or_default()));
-    describe("body_timeout", cfg.body_timeout.is_some(), format!("{:?}", cfg.body_timeout));
+    describe(
+        "breaker",
+        cfg.breaker.is_some(),
+        format!("{:?}", cfg.breaker.as_ref().map(BreakerLayer::config)),
+    );
+    describe(
+        "rate_limit",
+        cfg.rate_limit.is_some(),
+        format!("{:?}", cfg.rate_limit),
+    );
+    describe(
+        "concurrency",
+        cfg.concurrency.is_some(),
+        format!("{:?}", cfg.concurrency),
+    );
+    describe(
+        "attempt_timeout",
+        attempt.is_some(),
+        format!("{:?}", cfg.attempt_timeout.unwrap_or_default()),
+    );
+    describe(
+        "body_timeout",
+        cfg.body_timeout.is_some(),
+        format!("{:?}", cfg.body_timeout),
+    );
     describe("transport", true, format!("{:?}", cfg.pool));
 
     let svc = tower::ServiceBuilder::new()

@@ -86,7 +86,9 @@ async fn a_post_is_never_duplicated_unless_it_carries_an_idempotency_key() {
     let server = FlakyServer::start().await.unwrap();
     server.script(
         "/orders",
-        Script::new().then(Behavior::reset()).then(Behavior::status(201)),
+        Script::new()
+            .then(Behavior::reset())
+            .then(Behavior::status(201)),
     );
     let client = client(&server, StackConfig::default().retry(Some(quick_retry())));
     let err = client.post("orders").body("{}").send().await.unwrap_err();
@@ -95,7 +97,9 @@ async fn a_post_is_never_duplicated_unless_it_carries_an_idempotency_key() {
 
     server.script(
         "/orders",
-        Script::new().then(Behavior::reset()).then(Behavior::status(201)),
+        Script::new()
+            .then(Behavior::reset())
+            .then(Behavior::status(201)),
     );
     let res = client
         .post("orders")
@@ -116,19 +120,36 @@ async fn per_request_overrides_apply_to_that_request_only() {
     let server = FlakyServer::start().await.unwrap();
     server.script(
         "/flaky",
-        Script::new().then(Behavior::status(503)).then(Behavior::ok("x")).cycle(),
+        Script::new()
+            .then(Behavior::status(503))
+            .then(Behavior::ok("x"))
+            .cycle(),
     );
-    server.script("/slow", Script::always(Behavior::ok("late").with_latency(ms(3000))));
+    server.script(
+        "/slow",
+        Script::always(Behavior::ok("late").with_latency(ms(3000))),
+    );
     let client = client(&server, StackConfig::default().retry(Some(quick_retry())));
 
     let res = client.get("flaky").retries(0).send().await.unwrap();
     assert_eq!(res.status(), 503, "retries(0) returns the first answer");
     assert_eq!(palisade::attempts(&res), 1);
 
-    let err = client.get("slow").timeout(ms(50)).retries(0).send().await.unwrap_err();
+    let err = client
+        .get("slow")
+        .timeout(ms(50))
+        .retries(0)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::Timeout, "{err:?}");
 
-    let err = client.get("slow").deadline(ms(80)).send().await.unwrap_err();
+    let err = client
+        .get("slow")
+        .deadline(ms(80))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::DeadlineExceeded, "{err:?}");
     assert!(err.is_timeout());
 }
@@ -181,7 +202,10 @@ async fn a_rate_limit_in_reject_mode_refuses_before_the_upstream() {
 #[tokio::test]
 async fn a_full_concurrency_queue_sheds_with_overloaded() {
     let server = FlakyServer::start().await.unwrap();
-    server.script("/slow", Script::always(Behavior::ok("x").with_latency(ms(500))));
+    server.script(
+        "/slow",
+        Script::always(Behavior::ok("x").with_latency(ms(500))),
+    );
     let limit = ConcurrencyLimitLayer::builder()
         .limit(Limit::Fixed(1))
         .max_queue(0)
@@ -206,7 +230,10 @@ async fn a_full_concurrency_queue_sheds_with_overloaded() {
 async fn a_mount_isolates_a_slow_upstream() {
     let slow = FlakyServer::start().await.unwrap();
     let fast = FlakyServer::start().await.unwrap();
-    slow.script("/x", Script::always(Behavior::ok("late").with_latency(ms(3000))));
+    slow.script(
+        "/x",
+        Script::always(Behavior::ok("late").with_latency(ms(3000))),
+    );
     let client = Client::builder()
         .mount(
             &slow.url("/"),
@@ -220,8 +247,16 @@ async fn a_mount_isolates_a_slow_upstream() {
         client.get(&slow.url("/x")).send(),
         client.get(&fast.url("/x")).send()
     );
-    assert_eq!(slow_res.unwrap_err().kind(), Kind::Timeout, "the mount's timeout applied");
-    assert_eq!(fast_res.unwrap().status(), 200, "the default stack was untouched");
+    assert_eq!(
+        slow_res.unwrap_err().kind(),
+        Kind::Timeout,
+        "the mount's timeout applied"
+    );
+    assert_eq!(
+        fast_res.unwrap().status(),
+        200,
+        "the default stack was untouched"
+    );
 }
 
 #[tokio::test]
@@ -231,8 +266,10 @@ async fn a_custom_tower_layer_sees_every_request() {
         .base_url(&server.url("/"))
         .layer(tower::util::MapRequestLayer::new(
             |mut req: http::Request<palisade::Body>| {
-                req.headers_mut()
-                    .insert("idempotency-key", http::HeaderValue::from_static("from-layer"));
+                req.headers_mut().insert(
+                    "idempotency-key",
+                    http::HeaderValue::from_static("from-layer"),
+                );
                 req
             },
         ))
@@ -251,7 +288,9 @@ async fn metrics_record_duration_attempts_and_retries() {
     let server = FlakyServer::start().await.unwrap();
     server.script(
         "/m",
-        Script::new().then(Behavior::status(503)).then(Behavior::ok("x")),
+        Script::new()
+            .then(Behavior::status(503))
+            .then(Behavior::ok("x")),
     );
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -276,5 +315,8 @@ async fn metrics_record_duration_attempts_and_retries() {
         Some(DebugValue::Histogram(v)) => assert_eq!(v[0].into_inner(), 2.0),
         other => panic!("no attempts histogram: {other:?}"),
     }
-    assert!(matches!(find("resilience.retries"), Some(&DebugValue::Counter(1))));
+    assert!(matches!(
+        find("resilience.retries"),
+        Some(&DebugValue::Counter(1))
+    ));
 }

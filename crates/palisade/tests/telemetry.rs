@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade::retry::{BackoffStrategy, RetryPolicy};
 use palisade::Client;
+use palisade::retry::{BackoffStrategy, RetryPolicy};
 use palisade_chaos::{Behavior, FlakyServer, Script};
 
 #[derive(Clone, Default)]
@@ -27,7 +27,9 @@ async fn secrets_never_reach_tracing_output() {
     let server = FlakyServer::start().await.unwrap();
     server.script(
         "/data",
-        Script::new().then(Behavior::status(503)).then(Behavior::ok("x")),
+        Script::new()
+            .then(Behavior::status(503))
+            .then(Behavior::ok("x")),
     );
     let captured = Captured::default();
     let sink = captured.clone();
@@ -62,8 +64,13 @@ async fn secrets_never_reach_tracing_output() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(out.contains("retry_scheduled"), "events were captured:\n{out}");
-    assert!(out.contains("request"), "the request span was captured:\n{out}");
+    assert!(
+        out.contains("retry_scheduled"),
+        "events were captured:\n{out}"
+    );
+    assert!(
+        out.contains("request"),
+        "the request span was captured:\n{out}"
+    );
     assert!(!out.contains("s3cret"), "a secret leaked:\n{out}");
 }
-
