@@ -320,3 +320,19 @@ async fn metrics_record_duration_attempts_and_retries() {
         Some(&DebugValue::Counter(1))
     ));
 }
+
+#[tokio::test]
+async fn one_client_reuses_its_connections() {
+    // reqwest does not say whether a response came on a reused connection,
+    // so reuse is measured at the upstream: connections accepted ÷ requests.
+    let server = FlakyServer::start().await.unwrap();
+    let client = client(&server, StackConfig::default());
+    for _ in 0..50 {
+        let res = client.get("reuse").send().await.unwrap();
+        assert_eq!(res.text().await.unwrap(), "ok");
+    }
+    let accepted = server.connections_accepted();
+    assert!(accepted >= 1);
+    let reuse = 1.0 - accepted as f64 / 50.0;
+    assert!(reuse >= 0.9, "reuse ratio {reuse} ({accepted} connections for 50 requests)");
+}
