@@ -126,9 +126,9 @@ impl<S> Entry<S> {
         Ok(slot)
     }
 
-    /// Moves a waiter that woke but found its slot taken (by another
-    /// instance sharing the backend, or by a wake that came late) to the back
-    /// of the queue, no earlier than `earliest`. Re-targeting the next free
+    /// Moves a waiter that woke but found its slot taken by another instance
+    /// sharing the backend (missed by more than one interval) to the back of
+    /// the queue, no earlier than `earliest`. Re-targeting the next free
     /// slot instead would send every such waiter, on every instance, after
     /// the same slot again. Fails, leaving the queue untouched, when that is
     /// past `limit`.
@@ -140,6 +140,19 @@ impl<S> Entry<S> {
         limit: u64,
     ) -> Result<u64, u64> {
         let mut q = self.queue();
+        // Missed by less than one interval: the wake came late (tokio wakes
+        // on a millisecond tick) or the previous sender did, which moved the
+        // schedule by the same lateness. The slot is still this waiter's;
+        // sending it to the back would make every late wake cost a whole
+        // queue, and a long queue would run out of its wait.
+        if earliest <= slot.at.saturating_add(interval) {
+            if earliest > limit {
+                return Err(earliest);
+            }
+            slot.at = earliest;
+            q.tail = q.tail.max(earliest);
+            return Ok(earliest);
+        }
         // `waiters` counts this one: others wait too when it is above 1.
         let at = if q.waiters > 1 {
             earliest.max(q.tail.saturating_add(interval))

@@ -482,3 +482,40 @@ async fn a_newcomer_does_not_take_the_slot_of_a_waiter_that_wakes_late() {
     // Each a slot apart: C keeps to one slot per 1.5 ms behind B.
     assert!(c >= Duration::from_micros(3_000), "{c:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiters_woken_late_keep_their_place_in_the_queue() {
+    // Regression: tokio wakes a sleeper on a millisecond tick, so at 3/s
+    // (an interval of 333.33 ms) every waiter wakes up to 1 ms after its
+    // slot, finds that governor's schedule moved by the previous sender's
+    // lateness, and used to be sent to the back of the queue. Ten waiters
+    // then took far longer than 9 intervals and ran out of their wait.
+    let up = Upstream::new();
+    let layer = RateLimitLayer::builder(quota(3, 1))
+        .wait(ms(3_100))
+        .build()
+        .unwrap();
+    let svc = layer.layer(up.service());
+    let start = Instant::now();
+    let results = join_all((0..10).map(|_| {
+        let svc = svc.clone();
+        async move {
+            svc.oneshot(get("http://a.test/"))
+                .await
+                .map(|_| Instant::now() - start)
+        }
+    }))
+    .await;
+    let mut sent: Vec<Duration> = results
+        .into_iter()
+        .map(|r| r.expect("every waiter is sent within its wait"))
+        .collect();
+    sent.sort();
+    assert_eq!(up.calls(), 10);
+    // Nine intervals of 333.33 ms, plus at most a tick of lateness each.
+    assert!(
+        *sent.last().unwrap() <= ms(3_010),
+        "last sent at {:?}",
+        sent.last()
+    );
+}
