@@ -300,6 +300,12 @@ impl KeyState {
             "{}",
             palisade_core::events::BREAKER_REJECTED,
         );
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            palisade_core::events::metrics::BREAKER_REJECTED,
+            "server.address" => self.key.to_string()
+        )
+        .increment(1);
         CircuitOpen::new(retry_after)
     }
 
@@ -608,6 +614,17 @@ impl KeyState {
             "{}",
             palisade_core::events::BREAKER_STATE_CHANGED,
         );
+        #[cfg(feature = "metrics")]
+        metrics::gauge!(
+            palisade_core::events::metrics::BREAKER_STATE,
+            "server.address" => t.key.to_string()
+        )
+        .set(match t.to {
+            CircuitState::Closed => 0.0,
+            CircuitState::Open => 1.0,
+            CircuitState::HalfOpen => 2.0,
+            CircuitState::Isolated => 3.0,
+        });
         if let Some(listener) = &self.rt.listener {
             listener(&t);
         }

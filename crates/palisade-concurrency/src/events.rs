@@ -14,6 +14,12 @@ pub(crate) fn queued(key: &Key, queued: usize, in_flight: usize) {
         "{}",
         palisade_core::events::QUEUED
     );
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(
+        palisade_core::events::metrics::CONCURRENCY_QUEUED,
+        "server.address" => key.to_string()
+    )
+    .set(queued as f64);
     #[cfg(not(feature = "tracing"))]
     let _ = (key, queued, in_flight);
 }
@@ -26,7 +32,7 @@ pub(crate) enum ShedReason {
 }
 
 impl ShedReason {
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
     const fn as_str(self) -> &'static str {
         match self {
             Self::QueueFull => "queue_full",
@@ -47,6 +53,13 @@ pub(crate) fn shed(key: &Key, reason: ShedReason, wait_ms: u64) {
         "{}",
         palisade_core::events::SHED
     );
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        palisade_core::events::metrics::CONCURRENCY_SHED,
+        "server.address" => key.to_string(),
+        "reason" => reason.as_str()
+    )
+    .increment(1);
     #[cfg(not(feature = "tracing"))]
     let _ = (key, reason, wait_ms);
 }
@@ -63,6 +76,12 @@ pub(crate) fn limit_changed(key: &Key, from: usize, to: usize) {
         "{}",
         palisade_core::events::LIMIT_CHANGED
     );
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(
+        palisade_core::events::metrics::CONCURRENCY_LIMIT,
+        "server.address" => key.to_string()
+    )
+    .set(to as f64);
     #[cfg(not(feature = "tracing"))]
     let _ = (key, from, to);
 }

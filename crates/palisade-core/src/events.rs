@@ -85,4 +85,18 @@ pub mod metrics {
     pub const ATTEMPTS: &str = "resilience.attempts";
     /// Counter: retries sent (attempts after the first).
     pub const RETRIES: &str = "resilience.retries";
+    /// Gauge: a breaker's state per key: 0 closed, 1 open, 2 half-open, 3 isolated.
+    pub const BREAKER_STATE: &str = "resilience.breaker.state";
+    /// Counter: calls failed fast by an open breaker.
+    pub const BREAKER_REJECTED: &str = "resilience.breaker.rejected";
+    /// Histogram: seconds a request waited for a rate-limit slot.
+    pub const RATE_LIMIT_WAIT: &str = "resilience.rate_limiter.wait";
+    /// Counter: requests refused by a rate limiter, labelled `source` (`local`, `server`).
+    pub const RATE_LIMIT_REJECTED: &str = "resilience.rate_limiter.rejected";
+    /// Gauge: requests queued for a concurrency permit per key, when one queues.
+    pub const CONCURRENCY_QUEUED: &str = "resilience.concurrency.queued";
+    /// Counter: requests shed by a concurrency limit, labelled `reason`.
+    pub const CONCURRENCY_SHED: &str = "resilience.concurrency.shed";
+    /// Gauge: an adaptive concurrency limit per key.
+    pub const CONCURRENCY_LIMIT: &str = "resilience.concurrency.limit";
 }

@@ -214,6 +214,15 @@ where
                             palisade_core::events::RATE_LIMIT_WAITED
                         );
                     }
+                    #[cfg(feature = "metrics")]
+                    if let (true, Some(window)) = (*this.slept, *this.window) {
+                        let waited = this.shared.now().saturating_sub(window.start);
+                        metrics::histogram!(
+                            palisade_core::events::metrics::RATE_LIMIT_WAIT,
+                            "server.address" => this.key.to_string()
+                        )
+                        .record(waited as f64 / 1e9);
+                    }
                     let (mut inner, req) = this
                         .pending
                         .take()
@@ -321,6 +330,13 @@ fn fail<D, F, KS, T>(
         "{}",
         palisade_core::events::RATE_LIMITED
     );
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        palisade_core::events::metrics::RATE_LIMIT_REJECTED,
+        "server.address" => key.to_string(),
+        "source" => if server { "server" } else { "local" }
+    )
+    .increment(1);
     #[cfg(not(feature = "tracing"))]
     let _ = (key, server);
     Err(RateLimited::new(retry_after).into())

@@ -182,6 +182,8 @@ impl Client {
         let cancelled_url = url.clone();
         #[cfg(feature = "metrics")]
         let (method, key) = (rb.method.clone(), origin_of(&url));
+        #[cfg(feature = "metrics")]
+        let _active = crate::telemetry::Active::new(&key);
         let span = tracing::info_span!(
             target: "palisade",
             "request",

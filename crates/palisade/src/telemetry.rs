@@ -127,3 +127,27 @@ pub(crate) fn record_request(
         }
     }
 }
+
+/// Counts a logical request in `http.client.active_requests` while it lives,
+/// cancellation included.
+#[cfg(feature = "metrics")]
+pub(crate) struct Active(metrics::Gauge);
+
+#[cfg(feature = "metrics")]
+impl Active {
+    pub(crate) fn new(key: &palisade_core::Key) -> Self {
+        let g = metrics::gauge!(
+            palisade_core::events::metrics::ACTIVE_REQUESTS,
+            "server.address" => key.to_string()
+        );
+        g.increment(1.0);
+        Self(g)
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}

@@ -319,6 +319,48 @@ async fn metrics_record_duration_attempts_and_retries() {
         find("resilience.retries"),
         Some(&DebugValue::Counter(1))
     ));
+    assert!(
+        matches!(find("http.client.active_requests"), Some(&DebugValue::Gauge(g)) if g.into_inner() == 0.0),
+        "the request is no longer active"
+    );
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "current_thread")]
+async fn layer_metrics_record_breaker_state_and_rejections() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let server = FlakyServer::start().await.unwrap();
+    server.script("/down", Script::always(Behavior::status(500)));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let breaker = BreakerLayer::builder()
+        .consecutive_failures(2)
+        .build()
+        .unwrap();
+    let client = client(
+        &server,
+        StackConfig::default().retry(None).breaker(Some(breaker)),
+    );
+    for _ in 0..4 {
+        let _ = client.get("down").send().await;
+    }
+    let snapshot = snapshotter.snapshot().into_vec();
+    let find = |name: &str| {
+        snapshot
+            .iter()
+            .find(|(k, ..)| k.key().name() == name)
+            .map(|(_, _, _, v)| v)
+    };
+    assert!(
+        matches!(find("resilience.breaker.state"), Some(&DebugValue::Gauge(g)) if g.into_inner() == 1.0),
+        "the breaker is open"
+    );
+    assert!(matches!(
+        find("resilience.breaker.rejected"),
+        Some(&DebugValue::Counter(2))
+    ));
 }
 
 #[tokio::test]
@@ -334,5 +376,8 @@ async fn one_client_reuses_its_connections() {
     let accepted = server.connections_accepted();
     assert!(accepted >= 1);
     let reuse = 1.0 - accepted as f64 / 50.0;
-    assert!(reuse >= 0.9, "reuse ratio {reuse} ({accepted} connections for 50 requests)");
+    assert!(
+        reuse >= 0.9,
+        "reuse ratio {reuse} ({accepted} connections for 50 requests)"
+    );
 }
