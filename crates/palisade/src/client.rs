@@ -181,9 +181,12 @@ impl Client {
         };
         let cancelled_url = url.clone();
         #[cfg(feature = "metrics")]
-        let (method, key) = (rb.method.clone(), origin_of(&url));
+        let (method, address) = (
+            rb.method.clone(),
+            crate::telemetry::address_label(&origin_of(&url)),
+        );
         #[cfg(feature = "metrics")]
-        let _active = crate::telemetry::Active::new(&key);
+        let _active = crate::telemetry::Active::new(&address);
         let span = tracing::info_span!(
             target: "palisade",
             "request",
@@ -213,7 +216,7 @@ impl Client {
         let elapsed = start.elapsed();
         span.record("duration_ms", elapsed.as_millis() as u64);
         #[cfg(feature = "metrics")]
-        crate::telemetry::record_request(&method, &key, &out, elapsed);
+        crate::telemetry::record_request(&method, &address, &out, elapsed);
         match &out {
             Ok(res) => {
                 span.record("status", res.status().as_u16());

@@ -339,14 +339,19 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.inner.kind, self.inner.status) {
-            (Kind::Status, Some(s)) => write!(f, "status {s}")?,
-            (kind, _) => f.write_str(&kind.as_str().replace('_', " "))?,
-        }
+        let head = match (self.inner.kind, self.inner.status) {
+            (Kind::Status, Some(s)) => format!("status {s}"),
+            (kind, _) => kind.as_str().replace('_', " "),
+        };
+        f.write_str(&head)?;
         if let Some(m) = &self.inner.message {
             write!(f, ": {m}")?;
         } else if let Some(s) = &self.inner.source {
-            write!(f, ": {s}")?;
+            // "deadline exceeded: deadline exceeded" says nothing twice.
+            let detail = s.to_string();
+            if detail != head {
+                write!(f, ": {detail}")?;
+            }
         }
         if let Some(url) = &self.inner.url {
             write!(f, " ({})", crate::redact::url(url))?;
@@ -406,7 +411,10 @@ mod tests {
         let timeout: BoxError = TransportError::new(TransportErrorKind::Timeout, "slow").into();
         assert_eq!(Error::from_body(timeout, false).kind(), Kind::Timeout);
         let deadline: BoxError = Box::new(DeadlineExceeded);
-        assert_eq!(Error::from_body(deadline, false).kind(), Kind::DeadlineExceeded);
+        assert_eq!(
+            Error::from_body(deadline, false).kind(),
+            Kind::DeadlineExceeded
+        );
         let reset: BoxError = TransportError::new(
             TransportErrorKind::Reset,
             std::io::Error::from(std::io::ErrorKind::ConnectionReset),
@@ -415,6 +423,14 @@ mod tests {
         assert_eq!(Error::from_body(reset, false).kind(), Kind::Body);
         let json: BoxError = serde_json::from_str::<u8>("x").unwrap_err().into();
         assert_eq!(Error::from_body(json, true).kind(), Kind::Decode);
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_kind() {
+        let err = Error::from_stack(DeadlineExceeded.into());
+        assert_eq!(err.to_string(), "deadline exceeded");
+        let err = Error::from_stack(CircuitOpen::new(Some(Duration::from_secs(2))).into());
+        assert_eq!(err.to_string(), "circuit open: circuit open; retry after 2000 ms");
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl TransportFactory {
 /// | breaker | failure ratio 0.1 over 30 s, minimum throughput 100, break 5 s, per host | standard handler |
 /// | rate limit | off | only the upstream knows its quota |
 /// | concurrency | 100 in flight per host, queue 1024, wait up to 5 s | httpx and aiohttp pool limit (100); httpx pool timeout (5 s) |
+/// | pool | 100 idle connections kept per host, to match the concurrency limit | limit ≤ pool (`docs/tuning.md`) |
 /// | attempt timeout | 10 s | standard handler |
 /// | body timeout | 30 s between chunks | a stalled body fails instead of hanging |
 ///
@@ -93,7 +94,10 @@ pub struct StackConfig {
 impl Default for StackConfig {
     fn default() -> Self {
         Self {
-            pool: PoolConfig::default(),
+            // As many idle connections kept per host as the concurrency limit
+            // lets run at once (limit ≤ pool, docs/tuning.md); httpx's 20
+            // would make a busy host open ~1 new connection per 80 requests.
+            pool: PoolConfig::default().max_idle_per_host(100),
             deadline: Some(Duration::from_secs(30)),
             attempt_timeout: Some(Duration::from_secs(10)),
             retry: Some(RetryLayer::default()),

@@ -97,35 +97,52 @@ where
 }
 
 /// Records one logical request's metrics, named after the OpenTelemetry HTTP
-/// client conventions and Polly's resilience instruments.
+/// client conventions and Polly's resilience instruments. The origin's label
+/// is built once per request and shared by every metric.
 #[cfg(feature = "metrics")]
 pub(crate) fn record_request(
     method: &http::Method,
-    key: &palisade_core::Key,
+    address: &metrics::SharedString,
     outcome: &Result<reqwest::Response, crate::Error>,
     elapsed: std::time::Duration,
 ) {
+    use metrics::{Label, SharedString};
     use palisade_core::events::metrics as names;
-    let (status, kind) = match outcome {
-        Ok(res) => (res.status().as_str().to_owned(), "ok"),
-        Err(e) => (String::new(), e.kind().as_str()),
+    let (status, kind): (SharedString, &'static str) = match outcome {
+        Ok(res) => (res.status().as_u16().to_string().into(), "ok"),
+        Err(e) => (SharedString::const_str(""), e.kind().as_str()),
     };
-    let labels = [
-        ("http.request.method", method.as_str().to_owned()),
-        ("server.address", key.to_string()),
-        ("http.response.status_code", status),
-        ("error.type", kind.to_owned()),
+    let method: SharedString = match *method {
+        http::Method::GET => SharedString::const_str("GET"),
+        http::Method::POST => SharedString::const_str("POST"),
+        http::Method::PUT => SharedString::const_str("PUT"),
+        http::Method::DELETE => SharedString::const_str("DELETE"),
+        http::Method::PATCH => SharedString::const_str("PATCH"),
+        http::Method::HEAD => SharedString::const_str("HEAD"),
+        ref other => other.as_str().to_owned().into(),
+    };
+    let labels = vec![
+        Label::from_static_parts("error.type", kind),
+        Label::new("http.request.method", method),
+        Label::new("server.address", address.clone()),
+        Label::new("http.response.status_code", status),
     ];
-    metrics::histogram!(names::REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+    metrics::histogram!(names::REQUEST_DURATION, labels).record(elapsed.as_secs_f64());
     if let Ok(res) = outcome {
         let attempts = crate::attempts(res);
-        metrics::histogram!(names::ATTEMPTS, "server.address" => key.to_string())
+        metrics::histogram!(names::ATTEMPTS, "server.address" => address.clone())
             .record(f64::from(attempts));
         if attempts > 1 {
-            metrics::counter!(names::RETRIES, "server.address" => key.to_string())
+            metrics::counter!(names::RETRIES, "server.address" => address.clone())
                 .increment(u64::from(attempts - 1));
         }
     }
+}
+
+/// The `server.address` label of a request, built once.
+#[cfg(feature = "metrics")]
+pub(crate) fn address_label(key: &palisade_core::Key) -> metrics::SharedString {
+    metrics::SharedString::from_shared(std::sync::Arc::<str>::from(key.to_string()))
 }
 
 /// Counts a logical request in `http.client.active_requests` while it lives,
@@ -135,10 +152,10 @@ pub(crate) struct Active(metrics::Gauge);
 
 #[cfg(feature = "metrics")]
 impl Active {
-    pub(crate) fn new(key: &palisade_core::Key) -> Self {
+    pub(crate) fn new(address: &metrics::SharedString) -> Self {
         let g = metrics::gauge!(
             palisade_core::events::metrics::ACTIVE_REQUESTS,
-            "server.address" => key.to_string()
+            "server.address" => address.clone()
         );
         g.increment(1.0);
         Self(g)
