@@ -102,9 +102,7 @@ impl Key {
         };
         let scheme = uri.scheme();
         let https = scheme == Some(&Scheme::HTTPS);
-        let port = authority
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 });
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let scheme = match scheme {
             Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => None,
             other => other.cloned(),

@@ -430,7 +430,10 @@ mod tests {
         let err = Error::from_stack(DeadlineExceeded.into());
         assert_eq!(err.to_string(), "deadline exceeded");
         let err = Error::from_stack(CircuitOpen::new(Some(Duration::from_secs(2))).into());
-        assert_eq!(err.to_string(), "circuit open: circuit open; retry after 2000 ms");
+        assert_eq!(
+            err.to_string(),
+            "circuit open: circuit open; retry after 2000 ms"
+        );
     }
 
     #[test]
