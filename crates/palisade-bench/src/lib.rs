@@ -13,3 +13,25 @@
 //!
 //! The figures, the machine they were measured on and how to read them are
 //! in `docs/benchmarks/palisade-stack.md`.
+//!
+//! # Example
+//!
+//! The in-memory upstream the micro benchmarks measure against: the
+//! standard stack's cost is what a `palisade::Client` adds on top of it.
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palisade::Error> {
+//! let client = palisade::Client::builder()
+//!     .base_url("http://bench.test/")
+//!     .transport(tower::service_fn(|_req: http::Request<palisade::Body>| async {
+//!         Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+//!             bytes::Bytes::from_static(b"ok"),
+//!         )))
+//!     }))
+//!     .build()?;
+//! let res = client.get("items").send().await?;
+//! assert_eq!(res.status(), 200);
+//! # Ok(()) }
+//! ```
