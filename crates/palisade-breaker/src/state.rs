@@ -446,6 +446,10 @@ impl KeyState {
         core.openings = core.openings.saturating_add(1);
         core.opened += 1;
         core.consecutive = 0;
+        // Probes of the half-open state this replaces end under a stale
+        // generation and will not decrement: they no longer count.
+        core.probes_in_flight = 0;
+        core.probes_succeeded = 0;
         let unit: f64 = core.rng.random();
         let mut brk = cfg.break_for(core.openings, unit);
         if cfg.honor_retry_after

@@ -7,7 +7,8 @@
 //! - an entry unused for [`idle_timeout`](KeyedConfig::idle_timeout) is evicted
 //!   by a sweep that runs at most once per idle timeout, on access;
 //! - when the map holds [`max_keys`](KeyedConfig::max_keys), inserting evicts
-//!   idle entries and then the least recently used ones.
+//!   idle entries and then the least recently used sixteenth of the map, in
+//!   one pass, so a full map scans itself once per `max_keys / 16` new keys.
 //!
 //! An entry that is in use (some request still holds its `Arc`, for example an
 //! in-flight permit) is never evicted, since dropping it would reset a limit
@@ -154,19 +155,25 @@ impl<V> KeyedMap<V> {
         }
         if slots.len() >= self.config.max_keys {
             Self::sweep_locked(&mut slots, now, self.idle_ms());
-            while slots.len() >= self.config.max_keys {
-                let lru = slots
+            if slots.len() >= self.config.max_keys {
+                // Evict a batch of the least recently used keys, not just
+                // one: a scan of the whole map then happens once per
+                // max_keys/16 new keys instead of on every one, which matters
+                // to a crawler that meets a new host on every request.
+                let batch = (self.config.max_keys / 16).max(1);
+                let mut idle: Vec<(u64, Key)> = slots
                     .iter()
                     .filter(|(_, s)| Arc::strong_count(&s.value) == 1)
-                    .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
-                    .map(|(k, _)| k.clone());
-                match lru {
-                    Some(k) => {
-                        slots.remove(&k);
-                    }
-                    // Every key has work in flight: those keys are bounded by
-                    // the work itself, so admit this one too.
-                    None => break,
+                    .map(|(k, s)| (s.last_used.load(Ordering::Relaxed), k.clone()))
+                    .collect();
+                // Keys with work in flight are never evicted: they are
+                // bounded by the work itself, so this one is admitted anyway.
+                if idle.len() > batch {
+                    idle.select_nth_unstable_by_key(batch, |(used, _)| *used);
+                    idle.truncate(batch);
+                }
+                for (_, k) in idle {
+                    slots.remove(&k);
                 }
             }
         }
@@ -279,6 +286,22 @@ mod tests {
         // The most recent keys survive.
         assert!(map.get(&Key::from("host-999")).is_some());
         assert!(map.get(&Key::from("host-0")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_map_evicts_the_oldest_sixteenth_at_once() {
+        let map: KeyedMap<u32> = KeyedMap::new(cfg(160, 3600));
+        for i in 0..160u32 {
+            drop(map.get_or_insert_with(&Key::from(format!("host-{i}")), || i));
+            tokio::time::advance(Duration::from_millis(1)).await;
+        }
+        assert_eq!(map.len(), 160);
+        drop(map.get_or_insert_with(&Key::from("one-more"), || 0));
+        // The ten least recently used went in one pass.
+        assert_eq!(map.len(), 151);
+        assert!(map.get(&Key::from("host-9")).is_none());
+        assert!(map.get(&Key::from("host-10")).is_some());
+        assert!(map.get(&Key::from("one-more")).is_some());
     }
 
     #[tokio::test(start_paused = true)]

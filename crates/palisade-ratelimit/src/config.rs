@@ -69,7 +69,29 @@ impl Quota {
                 format!("{n} requests per {period:?} is more than one per nanosecond"),
             ));
         }
-        Ok(Self { interval, burst })
+        Self { interval, burst }.checked()
+    }
+
+    /// governor keeps times in `u64` nanoseconds from its clock's start; a
+    /// burst window (interval × burst) near that range overflows inside it.
+    /// A quarter of the range (about 146 years) leaves room for the clock.
+    fn checked(self) -> Result<Self, ConfigError> {
+        const MAX_WINDOW_NS: u128 = (u64::MAX / 4) as u128;
+        let window = self
+            .interval
+            .as_nanos()
+            .saturating_mul(u128::from(self.burst.get()));
+        if window > MAX_WINDOW_NS {
+            return Err(ConfigError::new(
+                "quota",
+                format!(
+                    "a burst of {} every {:?} spans more than 146 years; \
+                     use a shorter period or a smaller burst",
+                    self.burst, self.interval
+                ),
+            ));
+        }
+        Ok(self)
     }
 
     /// One request every `interval`, with a burst of 1 until
@@ -81,17 +103,18 @@ impl Quota {
                 "the interval must be longer than zero",
             ));
         }
-        Ok(Self {
+        Self {
             interval,
             burst: NonZeroU32::MIN,
-        })
+        }
+        .checked()
     }
 
     /// The same rate with at most `burst` requests at once.
     pub fn with_burst(self, burst: u32) -> Result<Self, ConfigError> {
         let burst = NonZeroU32::new(burst)
             .ok_or_else(|| ConfigError::new("burst", "the burst must be at least 1"))?;
-        Ok(Self { burst, ..self })
+        Self { burst, ..self }.checked()
     }
 
     /// The time one request's slot takes to replenish.

@@ -1,5 +1,6 @@
 //! [`PoolConfig`]: the connection pool and socket settings of the client.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -18,7 +19,9 @@ pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 /// talks to a few APIs.
 ///
 /// TLS is always rustls, with certificate and host name verification on:
-/// there is no setting to turn it off. Timeouts per request are not set
+/// there is no setting to turn it off; an upstream whose certificate a
+/// private CA signed is trusted by adding that CA
+/// ([`add_root_certificate`](Self::add_root_certificate)). Timeouts per request are not set
 /// here; they belong to palisade's timeout layers, which see queueing and
 /// retries.
 ///
@@ -53,6 +56,18 @@ pub struct PoolConfig {
     tcp_nodelay: bool,
     http2_prior_knowledge: bool,
     http2_adaptive_window: bool,
+    extra_roots: ExtraRoots,
+}
+
+/// Root certificates trusted besides the system's. reqwest's `Certificate`
+/// has no `Debug`, so this prints only how many there are.
+#[derive(Clone, Default)]
+struct ExtraRoots(Vec<reqwest::Certificate>);
+
+impl fmt::Debug for ExtraRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} extra root certificate(s)", self.0.len())
+    }
 }
 
 impl Default for PoolConfig {
@@ -72,6 +87,7 @@ impl PoolConfig {
             tcp_nodelay: true,
             http2_prior_knowledge: false,
             http2_adaptive_window: false,
+            extra_roots: ExtraRoots(Vec::new()),
         }
     }
 
@@ -151,6 +167,24 @@ impl PoolConfig {
         self
     }
 
+    /// Trusts the certificate authorities in `pem`, one or more PEM
+    /// `CERTIFICATE` blocks, in addition to the system's roots: for an
+    /// upstream whose certificate a private or test CA signed. Verification
+    /// of the chain and of the host name stays on. Default: none.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::NoCertificate`] when `pem` holds no certificate, and
+    /// [`ConfigError::Certificate`] when a block cannot be decoded.
+    pub fn add_root_certificate(mut self, pem: &[u8]) -> Result<Self, ConfigError> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(ConfigError::Certificate)?;
+        if certs.is_empty() {
+            return Err(ConfigError::NoCertificate);
+        }
+        self.extra_roots.0.extend(certs);
+        Ok(self)
+    }
+
     /// Validates the settings and returns a `reqwest::ClientBuilder` with
     /// them applied, to add reqwest options palisade does not cover (default
     /// headers, a proxy, extra root certificates).
@@ -178,6 +212,9 @@ impl PoolConfig {
             .http2_adaptive_window(self.http2_adaptive_window);
         if self.http2_prior_knowledge {
             builder = builder.http2_prior_knowledge();
+        }
+        if !self.extra_roots.0.is_empty() {
+            builder = builder.tls_certs_merge(self.extra_roots.0.iter().cloned());
         }
         Ok(builder)
     }
@@ -211,6 +248,12 @@ impl PoolConfig {
     pub const fn get_tcp_keepalive(&self) -> Option<Duration> {
         self.tcp_keepalive
     }
+
+    /// How many root certificates [`add_root_certificate`](Self::add_root_certificate)
+    /// added.
+    pub fn get_extra_root_certificates(&self) -> usize {
+        self.extra_roots.0.len()
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +278,50 @@ mod tests {
                 .build(),
             Err(ConfigError::ZeroTcpKeepalive)
         ));
+    }
+
+    /// A self-signed CA made with `openssl req -x509 -newkey ec -pkeyopt
+    /// ec_paramgen_curve:P-256 -days 36500 -subj /CN=palisade-test-ca`; only
+    /// parsed here, never used for a handshake.
+    const TEST_CA: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIBjDCCATOgAwIBAgIUbgIsiBffyjd2gLFZQQS2i0QH4LEwCgYIKoZIzj0EAwIw\n\
+GzEZMBcGA1UEAwwQcGFsaXNhZGUtdGVzdC1jYTAgFw0yNjExMjMxODI0MzlaGA8y\n\
+MTI2MTAzMDE4MjQzOVowGzEZMBcGA1UEAwwQcGFsaXNhZGUtdGVzdC1jYTBZMBMG\n\
+ByqGSM49AgEGCCqGSM49AwEHA0IABD8pF0SqtdbdzsSRmY+D/Yl0P8/I5r5T/ei6\n\
+1ZGz+5bn4IGhsT1KZu2QFnxFtYLBGHN8g9usl6YU8ieyOvmkbE2jUzBRMB0GA1Ud\n\
+DgQWBBSW41/OHGht/5sWmqBuiX8YtEWckzAfBgNVHSMEGDAWgBSW41/OHGht/5sW\n\
+mqBuiX8YtEWckzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIDb3\n\
+ykiH2Sl2OBfaURPRUmLRMMRYM0rbYERg4UexxUMQAiBwBdR/+o3VBGRyBBGYBCLp\n\
+T7NsJaTbzsOP2Vg0EIDLcg==\n\
+-----END CERTIFICATE-----\n\
+";
+
+    #[test]
+    fn root_certificates_are_parsed_or_refused_with_a_clear_error() {
+        let c = PoolConfig::new()
+            .add_root_certificate(TEST_CA.as_bytes())
+            .unwrap();
+        assert_eq!(c.get_extra_root_certificates(), 1);
+        assert!(format!("{c:?}").contains("1 extra root certificate(s)"));
+        assert!(c.build().is_ok());
+        let two = format!("{TEST_CA}{TEST_CA}");
+        let c = PoolConfig::new()
+            .add_root_certificate(two.as_bytes())
+            .unwrap();
+        assert_eq!(c.get_extra_root_certificates(), 2);
+
+        let err = PoolConfig::new()
+            .add_root_certificate(b"not a pem")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::NoCertificate), "{err:?}");
+        assert!(err.to_string().contains("no certificate"), "{err}");
+        let broken = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let err = PoolConfig::new()
+            .add_root_certificate(broken.as_bytes())
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Certificate(_)), "{err:?}");
+        assert_eq!(PoolConfig::default().get_extra_root_certificates(), 0);
     }
 
     #[test]

@@ -88,6 +88,15 @@ pub enum ConfigError {
     /// could not load its root certificates). The `reqwest::Error` is the
     /// [`source`](StdError::source).
     Client(reqwest::Error),
+    /// The PEM given to
+    /// [`PoolConfig::add_root_certificate`](crate::PoolConfig::add_root_certificate)
+    /// holds no `CERTIFICATE` block.
+    NoCertificate,
+    /// A PEM block given to
+    /// [`PoolConfig::add_root_certificate`](crate::PoolConfig::add_root_certificate)
+    /// could not be decoded. The `reqwest::Error` is the
+    /// [`source`](StdError::source).
+    Certificate(reqwest::Error),
 }
 
 impl fmt::Display for ConfigError {
@@ -101,6 +110,8 @@ impl fmt::Display for ConfigError {
                 f.write_str("tcp keepalive must be above zero; pass None to leave it off")
             }
             Self::Client(_) => f.write_str("failed to build the reqwest client"),
+            Self::NoCertificate => f.write_str("root certificate PEM holds no certificate"),
+            Self::Certificate(_) => f.write_str("root certificate PEM could not be decoded"),
         }
     }
 }
@@ -108,7 +119,7 @@ impl fmt::Display for ConfigError {
 impl StdError for ConfigError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Self::Client(e) => Some(e),
+            Self::Client(e) | Self::Certificate(e) => Some(e),
             _ => None,
         }
     }

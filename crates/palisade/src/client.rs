@@ -624,7 +624,7 @@ impl ClientBuilder {
                 .map_err(|_| Error::config(format!("invalid default header name {name:?}")))?;
             let mut v = HeaderValue::from_str(value)
                 .map_err(|_| Error::config(format!("invalid value for default header {name:?}")))?;
-            v.set_sensitive(*secret);
+            v.set_sensitive(*secret || crate::redact::is_credential(&n));
             headers.append(n, v);
         }
         // Per-request keys go in the header the retry policy recognises.

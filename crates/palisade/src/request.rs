@@ -82,7 +82,10 @@ impl RequestBuilder {
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
-            (Ok(n), Ok(v)) => {
+            (Ok(n), Ok(mut v)) => {
+                // Credentials stay out of Debug output and events however
+                // they were set.
+                v.set_sensitive(crate::redact::is_credential(&n));
                 self.headers.append(n, v);
             }
             (Err(_), _) => self.fail(Error::invalid_request(format!(
