@@ -199,12 +199,18 @@ impl Client {
             error = tracing::field::Empty,
         );
         let start = tokio::time::Instant::now();
-        let run = self.run(rb.method, url, rb.headers, rb.body, rb.overrides);
+        let run = crate::telemetry::count_attempts(self.run(
+            rb.method,
+            url,
+            rb.headers,
+            rb.body,
+            rb.overrides,
+        ));
         let out = tracing::Instrument::instrument(
             async move {
                 tokio::select! {
                     biased;
-                    res = run => res,
+                    (res, attempts) = run => res.map_err(|e| e.with_attempts(attempts)),
                     () = in_flight.cancelled() => Err(Error::new(Kind::Shutdown)
                         .with_message("cancelled by shutdown after its grace period")
                         .with_url(Some(cancelled_url))),

@@ -258,8 +258,9 @@ impl Error {
         self.inner.retry_after
     }
 
-    /// How many attempts were sent before this error, when known (0 if none
-    /// left the client).
+    /// How many attempts were handed to the transport before this error,
+    /// redirect hops and a token-refresh replay included (0 if none left the
+    /// client: a malformed request, an open circuit, a full queue).
     pub fn attempts(&self) -> u32 {
         self.inner.attempts
     }

@@ -370,6 +370,7 @@ pub(crate) fn build(
         .layer(Toggle(cfg.concurrency.clone()))
         .layer(Toggle(attempt))
         .layer(Toggle(cfg.body_timeout.clone()))
+        .map_request(crate::telemetry::count_send::<Body>)
         .service(transport)
         .map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap));
     Ok((BoxCloneSyncService::new(svc), desc))

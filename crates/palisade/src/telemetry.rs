@@ -10,6 +10,33 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+tokio::task_local! {
+    /// Attempts handed to the transport for the logical request this task is
+    /// sending: set by the client around each request, counted by
+    /// [`count_send`] just above the transport, so an attempt refused by a
+    /// layer (an open circuit, a full queue) is not counted. A task-local
+    /// rather than a request extension, so counting allocates nothing; no
+    /// layer spawns the attempts it sends.
+    static ATTEMPTS: std::cell::Cell<u32>;
+}
+
+/// Runs `fut` counting the attempts it sends; returns its output and the count.
+pub(crate) async fn count_attempts<F: Future>(fut: F) -> (F::Output, u32) {
+    ATTEMPTS
+        .scope(std::cell::Cell::new(0), async {
+            let out = fut.await;
+            (out, ATTEMPTS.try_with(std::cell::Cell::get).unwrap_or(0))
+        })
+        .await
+}
+
+/// Counts one attempt handed to the transport. Outside a client's request
+/// there is nothing to count.
+pub(crate) fn count_send<B>(req: http::Request<B>) -> http::Request<B> {
+    let _ = ATTEMPTS.try_with(|n| n.set(n.get().saturating_add(1)));
+    req
+}
+
 /// Opens an `attempt` span around each call.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct AttemptSpanLayer;

@@ -116,6 +116,35 @@ async fn a_post_is_never_duplicated_unless_it_carries_an_idempotency_key() {
 }
 
 #[tokio::test]
+async fn an_error_says_how_many_attempts_reached_the_transport() {
+    let server = FlakyServer::start().await.unwrap();
+    server.script("/resets", Script::always(Behavior::reset()));
+    let retrying = client(&server, StackConfig::default().retry(Some(quick_retry())));
+    let err = retrying.get("resets").send().await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Transport, "{err:?}");
+    assert_eq!(err.attempts(), 4, "the first attempt and three retries");
+    assert_eq!(server.stats("/resets").attempts, 4);
+    assert!(err.to_string().contains("after 4 attempts"), "{err}");
+
+    // An attempt refused before the transport is not counted.
+    let breaker = BreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let guarded = client(
+        &server,
+        StackConfig::default().retry(None).breaker(Some(breaker)),
+    );
+    assert_eq!(
+        guarded.get("resets").send().await.unwrap_err().attempts(),
+        1
+    );
+    let open = guarded.get("resets").send().await.unwrap_err();
+    assert_eq!(open.kind(), Kind::CircuitOpen);
+    assert_eq!(open.attempts(), 0);
+}
+
+#[tokio::test]
 async fn per_request_overrides_apply_to_that_request_only() {
     let server = FlakyServer::start().await.unwrap();
     server.script(
