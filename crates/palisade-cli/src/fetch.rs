@@ -36,7 +36,6 @@ use crate::args::{self, Header, Rate};
 use crate::events::Tally;
 use crate::progress;
 use crate::save;
-use crate::transport::{AttemptCounter, CountLayer, Transport, counted};
 
 /// Requests in the stack at once across all hosts, whatever `-c` says:
 /// each holds a socket and, with `--save`, a file, and this keeps the sum
@@ -314,18 +313,13 @@ fn build(args: &FetchArgs) -> anyhow::Result<Stack> {
         .breaker(breaker.clone())
         .rate_limit(rate_limit)
         .concurrency(Some(concurrency.clone()));
-    let client = Client::builder()
-        .stack(|_| stack)
-        .transport(Transport::new(&palisade::PoolConfig::default())?)
-        .layer(CountLayer)
-        .build()
-        .map_err(|e| {
-            if e.is_config() {
-                usage(e.to_string())
-            } else {
-                anyhow::Error::new(e)
-            }
-        })?;
+    let client = Client::builder().stack(|_| stack).build().map_err(|e| {
+        if e.is_config() {
+            usage(e.to_string())
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
     Ok(Stack {
         client,
         breaker,
@@ -430,7 +424,6 @@ struct Ctx {
 /// `--save`), never holding it whole.
 async fn fetch_one(ctx: &Ctx, url: String) -> (Row, Duration) {
     let start = Instant::now();
-    let counter = AttemptCounter::default();
     let mut rb = ctx.client.request(ctx.method.clone(), &url);
     for (name, value) in &ctx.headers {
         rb = rb.header(name, value);
@@ -438,7 +431,7 @@ async fn fetch_one(ctx: &Ctx, url: String) -> (Row, Duration) {
     if let Some(body) = &ctx.body {
         rb = rb.bytes(body.clone());
     }
-    let sent = counted(counter.clone(), rb.send()).await;
+    let sent = rb.send().await;
     let mut row = Row {
         url,
         method: ctx.method.to_string(),
@@ -451,6 +444,7 @@ async fn fetch_one(ctx: &Ctx, url: String) -> (Row, Duration) {
     };
     match sent {
         Err(e) => {
+            row.attempts = e.attempts();
             // The row already has the URL and the attempts: the message is
             // the cause, from the error's source when it has one.
             let message = match std::error::Error::source(&e) {
@@ -463,6 +457,7 @@ async fn fetch_one(ctx: &Ctx, url: String) -> (Row, Duration) {
             });
         }
         Ok(mut res) => {
+            row.attempts = palisade::attempts(&res);
             let status = res.status();
             row.status = Some(status.as_u16());
             let mut file = match &ctx.save {
@@ -532,7 +527,6 @@ async fn fetch_one(ctx: &Ctx, url: String) -> (Row, Duration) {
         }
     }
     let elapsed = start.elapsed();
-    row.attempts = counter.get();
     row.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     (row, elapsed)
 }
