@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue,
-    LOCATION, PROXY_AUTHORIZATION,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION,
 };
 use http::{HeaderMap, Method, StatusCode};
 use palisade_core::{Body, BoxError, Key};
@@ -361,12 +360,9 @@ fn origin_of(url: &reqwest::Url) -> Key {
 /// Drops every credential from headers before they cross to another origin:
 /// the standard credential headers, and every header marked sensitive.
 fn strip_credentials(headers: &mut HeaderMap) {
-    for h in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
-        headers.remove(h);
-    }
     let secret: Vec<HeaderName> = headers
         .iter()
-        .filter(|(_, v)| v.is_sensitive())
+        .filter(|(k, v)| v.is_sensitive() || crate::redact::is_credential(k))
         .map(|(k, _)| k.clone())
         .collect();
     for h in secret {
