@@ -91,38 +91,15 @@ pub struct SlowCalls {
     pub ratio: f64,
 }
 
-/// An invalid breaker configuration: which option, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub use palisade_core::error::ConfigError;
+
+/// A [`ConfigError`] of this crate's component.
+pub(crate) fn config_error(
     option: &'static str,
-    message: String,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
+    ConfigError::new("breaker", option, reason)
 }
-
-impl ConfigError {
-    fn new(option: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            option,
-            message: message.into(),
-        }
-    }
-
-    /// The option at fault, as its builder method is named.
-    pub const fn option(&self) -> &'static str {
-        self.option
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid breaker configuration: `{}` {}",
-            self.option, self.message
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// A validated breaker configuration. Built by [`Builder::build`]; read it
 /// back with [`BreakerLayer::config`].
@@ -253,51 +230,48 @@ impl BreakerConfig {
             && self.failure_ratio.is_none()
             && self.slow_calls.is_none()
         {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "failure_ratio",
                 "is disabled and no other trip policy (consecutive_failures, slow_calls) is set: the breaker could never open",
             ));
         }
         if self.consecutive_failures == Some(0) {
-            return Err(ConfigError::new(
-                "consecutive_failures",
-                "must be at least 1",
-            ));
+            return Err(config_error("consecutive_failures", "must be at least 1"));
         }
         if let Some(r) = self.failure_ratio
             && !ratio_ok(r)
         {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "failure_ratio",
                 format!("must be in (0, 1], got {r}"),
             ));
         }
         if let Some(s) = self.slow_calls {
             if s.threshold.is_zero() {
-                return Err(ConfigError::new(
+                return Err(config_error(
                     "slow_calls",
                     "threshold must be greater than zero",
                 ));
             }
             if !ratio_ok(s.ratio) {
-                return Err(ConfigError::new(
+                return Err(config_error(
                     "slow_calls",
                     format!("ratio must be in (0, 1], got {}", s.ratio),
                 ));
             }
         }
         if self.minimum_throughput == 0 {
-            return Err(ConfigError::new("minimum_throughput", "must be at least 1"));
+            return Err(config_error("minimum_throughput", "must be at least 1"));
         }
         match self.window {
             Window::Count { size } => {
                 if size == 0 {
-                    return Err(ConfigError::new("window", "count must be at least 1"));
+                    return Err(config_error("window", "count must be at least 1"));
                 }
                 if size < self.minimum_throughput
                     && (self.failure_ratio.is_some() || self.slow_calls.is_some())
                 {
-                    return Err(ConfigError::new(
+                    return Err(config_error(
                         "minimum_throughput",
                         format!(
                             "({}) exceeds the count window ({size}): a ratio policy could never trip",
@@ -308,10 +282,10 @@ impl BreakerConfig {
             }
             Window::Time { length, buckets } => {
                 if buckets == 0 {
-                    return Err(ConfigError::new("window", "buckets must be at least 1"));
+                    return Err(config_error("window", "buckets must be at least 1"));
                 }
                 if length < Duration::from_millis(u64::from(buckets)) {
-                    return Err(ConfigError::new(
+                    return Err(config_error(
                         "window",
                         format!(
                             "length ({length:?}) must give each of its {buckets} buckets at least 1 ms"
@@ -321,13 +295,10 @@ impl BreakerConfig {
             }
         }
         if self.break_duration.is_zero() {
-            return Err(ConfigError::new(
-                "break_duration",
-                "must be greater than zero",
-            ));
+            return Err(config_error("break_duration", "must be greater than zero"));
         }
         if self.max_break_duration < self.break_duration {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "max_break_duration",
                 format!(
                     "({:?}) is shorter than break_duration ({:?})",
@@ -336,7 +307,7 @@ impl BreakerConfig {
             ));
         }
         if !self.break_multiplier.is_finite() || self.break_multiplier < 1.0 {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "break_multiplier",
                 format!(
                     "must be finite and at least 1, got {}",
@@ -345,27 +316,24 @@ impl BreakerConfig {
             ));
         }
         if !self.jitter.is_finite() || !(0.0..1.0).contains(&self.jitter) {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "jitter",
                 format!("must be in [0, 1), got {}", self.jitter),
             ));
         }
         if self.half_open_probes == 0 {
-            return Err(ConfigError::new("half_open_probes", "must be at least 1"));
+            return Err(config_error("half_open_probes", "must be at least 1"));
         }
         if self.keyed.max_keys == 0 {
-            return Err(ConfigError::new("max_keys", "must be at least 1"));
+            return Err(config_error("max_keys", "must be at least 1"));
         }
         if self.keyed.idle_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "idle_timeout",
-                "must be greater than zero",
-            ));
+            return Err(config_error("idle_timeout", "must be greater than zero"));
         }
         // An open key that is evicted forgets it is open, and a window
         // outliving its key is lost: the idle timeout must cover both.
         if self.keyed.idle_timeout < self.max_break_duration {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "idle_timeout",
                 format!(
                     "({:?}) is shorter than max_break_duration ({:?}): an open key could be evicted and forget it is open",
@@ -376,7 +344,7 @@ impl BreakerConfig {
         if let Window::Time { length, .. } = self.window
             && self.keyed.idle_timeout < length
         {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "idle_timeout",
                 format!(
                     "({:?}) is shorter than the sampling window ({length:?})",
@@ -385,10 +353,7 @@ impl BreakerConfig {
             ));
         }
         if self.sync_interval.is_zero() {
-            return Err(ConfigError::new(
-                "sync_interval",
-                "must be greater than zero",
-            ));
+            return Err(config_error("sync_interval", "must be greater than zero"));
         }
         Ok(())
     }
@@ -713,7 +678,7 @@ mod tests {
         let e = err(b().failure_ratio(2.0));
         assert_eq!(
             e.to_string(),
-            "invalid breaker configuration: `failure_ratio` must be in (0, 1], got 2"
+            "invalid breaker configuration: failure_ratio: must be in (0, 1], got 2"
         );
     }
 

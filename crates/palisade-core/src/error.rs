@@ -128,6 +128,69 @@ impl fmt::Display for RateLimited {
 
 impl StdError for RateLimited {}
 
+/// An invalid layer configuration: which component, which option, and what
+/// to change. Builders return it instead of building a layer that cannot
+/// work.
+///
+/// ```
+/// use palisade_core::error::ConfigError;
+///
+/// let err = ConfigError::new("breaker", "failure_ratio", "must be in (0, 1], got 1.5");
+/// assert_eq!(err.option(), "failure_ratio");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid breaker configuration: failure_ratio: must be in (0, 1], got 1.5"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    component: &'static str,
+    option: &'static str,
+    reason: std::borrow::Cow<'static, str>,
+}
+
+impl ConfigError {
+    /// `option` of `component` is invalid because of `reason`.
+    pub fn new(
+        component: &'static str,
+        option: &'static str,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            component,
+            option,
+            reason: reason.into(),
+        }
+    }
+
+    /// The component whose configuration is invalid, e.g. `"breaker"`.
+    pub const fn component(&self) -> &'static str {
+        self.component
+    }
+
+    /// The option at fault, as its builder method is named.
+    pub const fn option(&self) -> &'static str {
+        self.option
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} configuration: {}: {}",
+            self.component, self.option, self.reason
+        )
+    }
+}
+
+impl StdError for ConfigError {}
+
 /// What kind of transport failure a [`TransportError`] is.
 ///
 /// The distinction that matters most is [`Connect`](Self::Connect): the

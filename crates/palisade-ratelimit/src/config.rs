@@ -1,6 +1,5 @@
 //! The quota, the waiting mode, and the validating builder.
 
-use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -53,18 +52,14 @@ impl Quota {
     /// `n` requests per `period`. The burst defaults to `n`: the whole
     /// period's allowance may be spent at once, as most APIs' windows allow.
     pub fn per_period(n: u32, period: Duration) -> Result<Self, ConfigError> {
-        let burst = NonZeroU32::new(n).ok_or_else(|| {
-            ConfigError::new("quota", "the number of requests must be at least 1")
-        })?;
+        let burst = NonZeroU32::new(n)
+            .ok_or_else(|| config_error("quota", "the number of requests must be at least 1"))?;
         if period.is_zero() {
-            return Err(ConfigError::new(
-                "quota",
-                "the period must be longer than zero",
-            ));
+            return Err(config_error("quota", "the period must be longer than zero"));
         }
         let interval = period / n;
         if interval.is_zero() {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "quota",
                 format!("{n} requests per {period:?} is more than one per nanosecond"),
             ));
@@ -82,7 +77,7 @@ impl Quota {
             .as_nanos()
             .saturating_mul(u128::from(self.burst.get()));
         if window > MAX_WINDOW_NS {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "quota",
                 format!(
                     "a burst of {} every {:?} spans more than 146 years; \
@@ -98,7 +93,7 @@ impl Quota {
     /// [`with_burst`](Self::with_burst) says otherwise.
     pub fn every(interval: Duration) -> Result<Self, ConfigError> {
         if interval.is_zero() {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "quota",
                 "the interval must be longer than zero",
             ));
@@ -113,7 +108,7 @@ impl Quota {
     /// The same rate with at most `burst` requests at once.
     pub fn with_burst(self, burst: u32) -> Result<Self, ConfigError> {
         let burst = NonZeroU32::new(burst)
-            .ok_or_else(|| ConfigError::new("burst", "the burst must be at least 1"))?;
+            .ok_or_else(|| config_error("burst", "the burst must be at least 1"))?;
         Self { burst, ..self }.checked()
     }
 
@@ -173,38 +168,15 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// key for hours.
 pub const DEFAULT_MAX_SERVER_PAUSE: Duration = Duration::from_secs(120);
 
-/// An invalid rate-limit configuration, with a message saying what to change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: String,
+pub use palisade_core::error::ConfigError;
+
+/// A [`ConfigError`] of this crate's component.
+pub(crate) fn config_error(
+    option: &'static str,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
+    ConfigError::new("rate limit", option, reason)
 }
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The option at fault.
-    pub const fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid rate limit configuration: {}: {}",
-            self.field, self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The validated settings shared by every service a layer builds.
 #[derive(Debug, Clone, Copy)]
@@ -361,29 +333,29 @@ impl<K, Bk: RateLimitBackend> RateLimitBuilder<K, Bk> {
         if let Mode::Wait { max_wait } = self.mode
             && max_wait.is_zero()
         {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "max_wait",
                 "must be longer than zero; use reject() to never wait",
             ));
         }
         if self.max_server_pause.is_zero() {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "max_server_pause",
                 "must be longer than zero; use listen_to_server(false) to ignore the server",
             ));
         }
         if self.max_keys == 0 {
-            return Err(ConfigError::new("max_keys", "must be at least 1"));
+            return Err(config_error("max_keys", "must be at least 1"));
         }
         let idle_timeout = match self.idle_timeout {
             None => default_idle_timeout(&self.quota),
             Some(idle) if idle.is_zero() => {
-                return Err(ConfigError::new("idle_timeout", "must be longer than zero"));
+                return Err(config_error("idle_timeout", "must be longer than zero"));
             }
             Some(idle) => {
                 let refill = self.quota.burst_refill();
                 if idle < refill {
-                    return Err(ConfigError::new(
+                    return Err(config_error(
                         "idle_timeout",
                         format!(
                             "{idle:?} is shorter than the {refill:?} the burst takes to refill, \
@@ -419,7 +391,7 @@ mod tests {
 
     #[test]
     fn zero_and_absurd_quotas_are_rejected() {
-        assert_eq!(Quota::per_second(0).unwrap_err().field(), "quota");
+        assert_eq!(Quota::per_second(0).unwrap_err().option(), "quota");
         assert!(Quota::per_period(1, Duration::ZERO).is_err());
         assert!(Quota::per_period(10, Duration::from_nanos(5)).is_err());
         assert!(Quota::every(Duration::ZERO).is_err());
@@ -428,7 +400,7 @@ mod tests {
                 .unwrap()
                 .with_burst(0)
                 .unwrap_err()
-                .field(),
+                .option(),
             "burst"
         );
         let msg = Quota::per_second(0).unwrap_err().to_string();
@@ -461,18 +433,18 @@ mod tests {
             .wait(Duration::ZERO)
             .build()
             .unwrap_err();
-        assert_eq!(err.field(), "max_wait");
+        assert_eq!(err.option(), "max_wait");
         let err = RateLimitLayer::builder(q)
             .max_server_pause(Duration::ZERO)
             .build()
             .unwrap_err();
-        assert_eq!(err.field(), "max_server_pause");
+        assert_eq!(err.option(), "max_server_pause");
         assert_eq!(
             RateLimitLayer::builder(q)
                 .max_keys(0)
                 .build()
                 .unwrap_err()
-                .field(),
+                .option(),
             "max_keys"
         );
         let slow = Quota::per_minute(100).unwrap();
@@ -480,7 +452,7 @@ mod tests {
             .idle_timeout(Duration::from_secs(30))
             .build()
             .unwrap_err();
-        assert_eq!(err.field(), "idle_timeout");
+        assert_eq!(err.option(), "idle_timeout");
         assert!(err.to_string().contains("refill"), "{err}");
         assert!(RateLimitLayer::builder(q).reject().build().is_ok());
         // The default idle timeout stretches to cover a long refill.

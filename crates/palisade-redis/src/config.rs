@@ -1,6 +1,5 @@
 //! The failure policy and the validating builder.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,38 +49,15 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(20);
 /// the background.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// An invalid Redis backend configuration, with a message saying what to change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: String,
+pub use palisade_core::error::ConfigError;
+
+/// A [`ConfigError`] of this crate's component.
+pub(crate) fn config_error(
+    option: &'static str,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
+    ConfigError::new("redis backend", option, reason)
 }
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The option at fault.
-    pub const fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid redis backend configuration: {}: {}",
-            self.field, self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Builds a [`RedisBackend`]. Start from [`RedisBackend::builder`] or
 /// [`RedisBackendBuilder::from_url`].
@@ -111,7 +87,7 @@ impl RedisBackendBuilder {
     /// only parsed here; nothing connects until the backend is first used.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let client = redis::Client::open(url)
-            .map_err(|e| ConfigError::new("url", format!("{url:?} is not a Redis URL: {e}")))?;
+            .map_err(|e| config_error("url", format!("{url:?} is not a Redis URL: {e}")))?;
         Ok(Self::new(client))
     }
 
@@ -169,25 +145,22 @@ impl RedisBackendBuilder {
     /// runtime.
     pub fn build(self) -> Result<RedisBackend, ConfigError> {
         if self.namespace.is_empty() {
-            return Err(ConfigError::new("namespace", "must not be empty"));
+            return Err(config_error("namespace", "must not be empty"));
         }
         if self.namespace.contains(['{', '}']) {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "namespace",
                 "must not contain '{' or '}': the backend adds its own Redis Cluster hash tag",
             ));
         }
         if self.call_timeout.is_zero() {
-            return Err(ConfigError::new("call_timeout", "must be longer than zero"));
+            return Err(config_error("call_timeout", "must be longer than zero"));
         }
         if self.retry_interval.is_zero() {
-            return Err(ConfigError::new(
-                "retry_interval",
-                "must be longer than zero",
-            ));
+            return Err(config_error("retry_interval", "must be longer than zero"));
         }
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "runtime",
                 "build() must be called within a tokio runtime",
             ));
@@ -199,7 +172,7 @@ impl RedisBackendBuilder {
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(3);
         let conn = ConnectionManager::new_lazy_with_config(self.client, config)
-            .map_err(|e| ConfigError::new("client", e.to_string()))?;
+            .map_err(|e| config_error("client", e.to_string()))?;
         Ok(RedisBackend::from_inner(Arc::new(Inner::new(
             conn,
             self.namespace,
@@ -218,27 +191,27 @@ mod tests {
     #[tokio::test]
     async fn invalid_settings_are_rejected_with_the_field() {
         let b = || RedisBackendBuilder::from_url("redis://127.0.0.1:1").unwrap();
-        assert_eq!(b().namespace("").build().unwrap_err().field(), "namespace");
+        assert_eq!(b().namespace("").build().unwrap_err().option(), "namespace");
         assert_eq!(
-            b().namespace("a{b}").build().unwrap_err().field(),
+            b().namespace("a{b}").build().unwrap_err().option(),
             "namespace"
         );
         assert_eq!(
             b().call_timeout(Duration::ZERO)
                 .build()
                 .unwrap_err()
-                .field(),
+                .option(),
             "call_timeout"
         );
         assert_eq!(
             b().retry_interval(Duration::ZERO)
                 .build()
                 .unwrap_err()
-                .field(),
+                .option(),
             "retry_interval"
         );
         let err = RedisBackendBuilder::from_url("not a url").unwrap_err();
-        assert_eq!(err.field(), "url");
+        assert_eq!(err.option(), "url");
         assert!(
             err.to_string()
                 .starts_with("invalid redis backend configuration: url:")
@@ -253,6 +226,6 @@ mod tests {
             .unwrap()
             .build()
             .unwrap_err();
-        assert_eq!(err.field(), "runtime");
+        assert_eq!(err.option(), "runtime");
     }
 }

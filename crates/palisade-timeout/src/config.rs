@@ -14,7 +14,6 @@
 //! | body honours the request's deadline | on | the deadline covers the whole logical request |
 //! | deadline header | none sent; [`DeadlineHeader::default`] read by the server layer | |
 
-use std::fmt;
 use std::time::Duration;
 
 use palisade_core::ByAuthority;
@@ -42,40 +41,19 @@ pub const DEFAULT_TOTAL_BUDGET: Duration = Duration::from_secs(30);
 /// missed keep-alive while still freeing a half-open socket in bounded time.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A configuration that cannot work, with the option at fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigError {
+pub use palisade_core::error::ConfigError;
+
+/// A [`ConfigError`] of this crate's component.
+pub(crate) fn config_error(
     option: &'static str,
-    problem: &'static str,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
+    ConfigError::new("timeout", option, reason)
 }
-
-impl ConfigError {
-    const fn new(option: &'static str, problem: &'static str) -> Self {
-        Self { option, problem }
-    }
-
-    /// The option at fault, for example `"attempt timeout"`.
-    pub const fn option(&self) -> &'static str {
-        self.option
-    }
-
-    /// What is wrong with it.
-    pub const fn problem(&self) -> &'static str {
-        self.problem
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: {}", self.option, self.problem)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 fn positive(option: &'static str, d: Duration) -> Result<Duration, ConfigError> {
     if d.is_zero() {
-        Err(ConfigError::new(option, "must be greater than zero"))
+        Err(config_error(option, "must be greater than zero"))
     } else {
         Ok(d)
     }
@@ -204,7 +182,7 @@ impl<K> DeadlineBuilder<K> {
         if budget.is_none() && !self.inherit {
             // It could still enforce a deadline set further out, but then
             // the outer layer already does: almost certainly a mistake.
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "total budget",
                 "no budget and not inheriting: the layer would set no deadline",
             ));
@@ -290,13 +268,13 @@ impl<K> BodyTimeoutBuilder<K> {
         if let (Some(idle), Some(total)) = (idle, total)
             && total < idle
         {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "body total timeout",
                 "shorter than the idle timeout, which could then never fire",
             ));
         }
         if idle.is_none() && total.is_none() && !self.request_deadline {
-            return Err(ConfigError::new(
+            return Err(config_error(
                 "body timeouts",
                 "no idle timeout, no total bound and the request deadline ignored: nothing to enforce",
             ));
@@ -364,7 +342,7 @@ mod tests {
         assert_eq!(e.option(), "attempt timeout");
         assert_eq!(
             e.to_string(),
-            "invalid attempt timeout: must be greater than zero"
+            "invalid timeout configuration: attempt timeout: must be greater than zero"
         );
         assert_eq!(
             DeadlineLayer::new(Duration::ZERO).unwrap_err().option(),
@@ -401,7 +379,7 @@ mod tests {
             .total(Duration::from_secs(5))
             .build()
             .unwrap_err();
-        assert!(e.problem().contains("shorter than the idle timeout"));
+        assert!(e.reason().contains("shorter than the idle timeout"));
         assert!(
             BodyTimeoutLayer::builder()
                 .no_idle()
