@@ -14,9 +14,10 @@ use tower::ServiceExt;
 
 use crate::auth::Auth;
 use crate::error::{Error, Kind};
+use crate::in_flight::Outcome;
 use crate::request::{Overrides, RequestBuilder};
 use crate::shutdown::Shutdown;
-use crate::stack::{self, HttpService, StackConfig};
+use crate::stack::{self, CustomLayer, Route, StackConfig};
 
 /// The default number of redirects followed, as reqwest and httpx's
 /// `follow_redirects=True` (20 in httpx, 10 in reqwest; we take reqwest's).
@@ -36,12 +37,14 @@ struct Inner {
     base_url: Option<reqwest::Url>,
     headers: HeaderMap,
     auth: Option<Auth>,
-    default: HttpService,
-    mounts: Vec<(String, HttpService)>,
+    default: Route,
+    mounts: Vec<(String, Route)>,
     shutdown: Arc<Shutdown>,
     max_redirects: usize,
     idempotency_header: HeaderName,
     description: stack::Description,
+    #[cfg(feature = "metrics")]
+    metric_keys: crate::telemetry::MetricKeys,
 }
 
 impl fmt::Debug for Client {
@@ -158,7 +161,7 @@ impl Client {
         self.inner.shutdown.is_closed()
     }
 
-    fn route(&self, url: &reqwest::Url) -> &HttpService {
+    fn route(&self, url: &reqwest::Url) -> &Route {
         let s = url.as_str();
         self.inner
             .mounts
@@ -167,61 +170,65 @@ impl Client {
             .map_or(&self.inner.default, |(_, svc)| svc)
     }
 
-    pub(crate) async fn execute(&self, rb: RequestBuilder) -> Result<reqwest::Response, Error> {
-        let url = match (rb.error, rb.url) {
+    /// Sends a built request: one logical request, redirects and credential
+    /// refreshes included, under one span, one set of metrics and the
+    /// shutdown guard.
+    pub(crate) async fn execute(rb: RequestBuilder) -> Result<reqwest::Response, Error> {
+        let RequestBuilder {
+            client,
+            method,
+            url,
+            headers,
+            body,
+            overrides,
+            error,
+        } = rb;
+        let url = match (error, url) {
             (Some(e), url) => return Err(e.with_url(url.ok())),
             (None, Err(e)) => return Err(e),
             (None, Ok(url)) => url,
         };
-        let Some(mut in_flight) = self.inner.shutdown.admit() else {
+        let Some(in_flight) = client.inner.shutdown.admit() else {
             return Err(Error::new(Kind::Shutdown)
                 .with_message("the client is shut down")
                 .with_url(Some(url)));
         };
-        let cancelled_url = url.clone();
+        // Parsed once: the first hop's URI, its key for the span, the
+        // metrics and the credentials' scope.
+        let uri = parse_uri(&url);
+        let key = uri.as_ref().map_or_else(|_| Key::global(), Key::origin);
         #[cfg(feature = "metrics")]
-        let (method, address) = (
-            rb.method.clone(),
-            crate::telemetry::address_label(&origin_of(&url)),
-        );
+        let metric_keys = client.inner.metric_keys.origin(&key);
         #[cfg(feature = "metrics")]
-        let _active = crate::telemetry::Active::new(&address);
+        let _active = crate::telemetry::Active::new(&metric_keys);
         let span = tracing::info_span!(
             target: "palisade",
             "request",
-            method = %rb.method,
+            method = %method,
             url = %crate::redact::url(&url),
-            key = %origin_of(&url),
+            key = %key,
             status = tracing::field::Empty,
             attempts = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
             error = tracing::field::Empty,
         );
         let start = tokio::time::Instant::now();
-        let run = crate::telemetry::count_attempts(self.run(
-            rb.method,
-            url,
-            rb.headers,
-            rb.body,
-            rb.overrides,
-        ));
-        let out = tracing::Instrument::instrument(
-            async move {
-                tokio::select! {
-                    biased;
-                    (res, attempts) = run => res.map_err(|e| e.with_attempts(attempts)),
-                    () = in_flight.cancelled() => Err(Error::new(Kind::Shutdown)
-                        .with_message("cancelled by shutdown after its grace period")
-                        .with_url(Some(cancelled_url))),
-                }
-            },
-            span.clone(),
-        )
-        .await;
+        let run = client.run(method.clone(), &url, uri, headers, body, overrides);
+        let outcome =
+            crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
+        let out = match outcome {
+            Outcome::Done(Ok((res, redirected)), _) => {
+                Ok(into_reqwest(res, redirected.unwrap_or(url)))
+            }
+            Outcome::Done(Err(e), attempts) => Err(e.with_attempts(attempts)),
+            Outcome::Cancelled => Err(Error::new(Kind::Shutdown)
+                .with_message("cancelled by shutdown after its grace period")
+                .with_url(Some(url))),
+        };
         let elapsed = start.elapsed();
         span.record("duration_ms", elapsed.as_millis() as u64);
         #[cfg(feature = "metrics")]
-        crate::telemetry::record_request(&method, &address, &out, elapsed);
+        crate::telemetry::record_request(&metric_keys, &method, &out, elapsed);
         match &out {
             Ok(res) => {
                 span.record("status", res.status().as_u16());
@@ -234,20 +241,29 @@ impl Client {
         out
     }
 
+    /// Sends the request through the stack hop by hop: credentials, their
+    /// refresh on a 401, redirects. Returns the last response and, when it
+    /// was redirected, its URL.
     async fn run(
         &self,
         mut method: Method,
-        mut url: reqwest::Url,
+        first_url: &reqwest::Url,
+        first_uri: Result<http::Uri, Error>,
         mut headers: HeaderMap,
         mut body: Body,
         overrides: Overrides,
-    ) -> Result<reqwest::Response, Error> {
+    ) -> Result<(http::Response<reqwest::Body>, Option<reqwest::Url>), Error> {
         let mut redirects = 0;
         let mut refreshed = false;
+        // The URL after redirects, and the next hop's URI when it is known.
+        let mut redirected: Option<reqwest::Url> = None;
+        let mut next_uri = Some(first_uri);
         loop {
-            let uri: http::Uri = url.as_str().parse().map_err(|e| {
-                Error::invalid_request(format!("malformed URL: {e}")).with_url(Some(url.clone()))
-            })?;
+            let url = redirected.as_ref().unwrap_or(first_url);
+            let uri = match next_uri.take() {
+                Some(uri) => uri?,
+                None => parse_uri(url)?,
+            };
             let mut req_headers = self.inner.headers.clone();
             for name in headers.keys() {
                 req_headers.remove(name);
@@ -284,9 +300,8 @@ impl Client {
             }
 
             let res = self
-                .route(&url)
-                .clone()
-                .oneshot(req)
+                .route(url)
+                .send(req)
                 .await
                 .map_err(|e: BoxError| Error::from_stack(e).with_url(Some(url.clone())))?;
 
@@ -302,12 +317,13 @@ impl Client {
                 auth.invalidate(token);
                 refreshed = true;
                 body = again.try_clone().unwrap_or_default();
+                next_uri = Some(Ok(uri));
                 continue;
             }
 
             if res.status().is_redirection()
                 && self.inner.max_redirects > 0
-                && let Some(next) = redirect_target(&url, res.headers())
+                && let Some(next) = redirect_target(url, res.headers())
             {
                 if redirects >= self.inner.max_redirects {
                     return Err(Error::new(Kind::Transport)
@@ -315,7 +331,7 @@ impl Client {
                             "too many redirects (more than {})",
                             self.inner.max_redirects
                         ))
-                        .with_url(Some(url)));
+                        .with_url(Some(url.clone())));
                 }
                 let status = res.status();
                 let keep_body = matches!(
@@ -326,7 +342,7 @@ impl Client {
                     match replay {
                         Some(b) => body = b,
                         // The body cannot be sent again: hand the redirect to the caller.
-                        None => return Ok(into_reqwest(res, url)),
+                        None => return Ok((res, redirected)),
                     }
                 } else {
                     if status == StatusCode::SEE_OTHER && method != Method::HEAD
@@ -339,22 +355,29 @@ impl Client {
                         headers.remove(h);
                     }
                 }
-                if Key::origin(&uri) != origin_of(&next) {
+                let target = parse_uri(&next);
+                let same_origin = match &target {
+                    Ok(t) => Key::origin(&uri) == Key::origin(t),
+                    Err(_) => Key::origin(&uri) == Key::global(),
+                };
+                if !same_origin {
                     strip_credentials(&mut headers);
                 }
                 redirects += 1;
-                url = next;
+                redirected = Some(next);
+                next_uri = Some(target);
                 continue;
             }
-            return Ok(into_reqwest(res, url));
+            return Ok((res, redirected));
         }
     }
 }
 
-fn origin_of(url: &reqwest::Url) -> Key {
-    url.as_str()
-        .parse::<http::Uri>()
-        .map_or_else(|_| Key::global(), |u| Key::origin(&u))
+/// The `http::Uri` of a request to `url`.
+fn parse_uri(url: &reqwest::Url) -> Result<http::Uri, Error> {
+    url.as_str().parse().map_err(|e| {
+        Error::invalid_request(format!("malformed URL: {e}")).with_url(Some(url.clone()))
+    })
 }
 
 /// Drops every credential from headers before they cross to another origin:
@@ -408,15 +431,6 @@ pub fn error_for_status(res: reqwest::Response) -> Result<reqwest::Response, Err
             .with_url(Some(res.url().clone())));
     }
     Ok(res)
-}
-
-type CustomLayer = Arc<dyn Fn(stack::HttpService) -> stack::HttpService + Send + Sync>;
-
-fn wrap_custom(custom: &[CustomLayer], mut svc: stack::HttpService) -> stack::HttpService {
-    for layer in custom.iter().rev() {
-        svc = layer(svc);
-    }
-    svc
 }
 
 /// Builds a [`Client`]. Every setter has a documented default; `build`
@@ -660,8 +674,8 @@ impl ClientBuilder {
             (None, _) => None,
         };
 
-        let (default, mut description) = stack::build(&self.stack, self.transport.as_ref())?;
-        let default = wrap_custom(&self.custom, default);
+        let (default, mut description) =
+            stack::build(&self.stack, self.transport.as_ref(), &self.custom)?;
         if !self.custom.is_empty() {
             description.layers.insert(
                 0,
@@ -675,8 +689,7 @@ impl ClientBuilder {
                     "mount prefix {prefix:?} is not an absolute URL: {e}"
                 ))
             })?;
-            let (svc, desc) = stack::build(&cfg, self.transport.as_ref())?;
-            let svc = wrap_custom(&self.custom, svc);
+            let (svc, desc) = stack::build(&cfg, self.transport.as_ref(), &self.custom)?;
             description.mounts.push((prefix.clone(), desc));
             mounts.push((prefix, svc));
         }
@@ -694,6 +707,8 @@ impl ClientBuilder {
                 max_redirects: self.max_redirects,
                 idempotency_header,
                 description,
+                #[cfg(feature = "metrics")]
+                metric_keys: crate::telemetry::MetricKeys::default(),
             }),
         })
     }

@@ -22,6 +22,7 @@ pub mod blocking;
 mod client;
 pub mod download;
 mod error;
+mod in_flight;
 pub mod paginate;
 mod redact;
 mod request;

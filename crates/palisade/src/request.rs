@@ -185,8 +185,7 @@ impl RequestBuilder {
 
     /// Sends the request through the client's stack.
     pub async fn send(self) -> Result<reqwest::Response, Error> {
-        let client = self.client.clone();
-        client.execute(self).await
+        Client::execute(self).await
     }
 
     /// Sends the request, fails on a non-success status with [`Kind::Status`],

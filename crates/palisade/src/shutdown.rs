@@ -82,8 +82,9 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// Resolves when shutdown's grace period ran out.
-    pub(crate) async fn cancelled(&mut self) {
+    /// Resolves when shutdown's grace period ran out. The future holds the
+    /// request in flight until it is dropped.
+    pub(crate) async fn cancelled(mut self) {
         // An error means the sender is gone: the client is gone, so nothing
         // will cancel this request.
         if self.cancelled.wait_for(|c| *c).await.is_err() {
@@ -106,7 +107,7 @@ mod tests {
     async fn drains_then_cancels() {
         let s = Shutdown::new();
         let quick = s.admit().unwrap();
-        let mut slow = s.admit().unwrap();
+        let slow = s.admit().unwrap();
         let s2 = s.clone();
         let handle = tokio::spawn(async move { s2.run(Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,6 +1,10 @@
 //! The standard stack: its configuration, its composition and its description.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +31,77 @@ pub type HttpService =
 
 type TransportService =
     BoxCloneSyncService<http::Request<Body>, http::Response<reqwest::Body>, BoxError>;
+
+/// A custom layer added with [`ClientBuilder::layer`](crate::ClientBuilder::layer).
+pub(crate) type CustomLayer = Arc<dyn Fn(HttpService) -> HttpService + Send + Sync>;
+
+/// The future of one call through a [`Route`].
+type RouteFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<reqwest::Body>, BoxError>> + Send + 'static>>;
+
+/// A composed stack behind one pointer.
+pub(crate) trait Stack: Send + Sync {
+    /// Clones the stack, readies the clone and calls it with `req`. When the
+    /// clone is ready at once (the usual case: the layers wait inside their
+    /// futures), the call's future is the only allocation; otherwise the
+    /// clone is kept in the returned future, which finishes readying it
+    /// (its wake-up is already registered with `cx`) and then calls it.
+    fn ready_call(&self, cx: &mut Context<'_>, req: http::Request<Body>) -> RouteFuture;
+}
+
+impl<S> Stack for S
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<reqwest::Body>,
+            Error = BoxError,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    fn ready_call(&self, cx: &mut Context<'_>, req: http::Request<Body>) -> RouteFuture {
+        let mut svc = self.clone();
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Box::pin(svc.call(req)),
+            Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
+            Poll::Pending => Box::pin(svc.oneshot(req)),
+        }
+    }
+}
+
+/// Where a client sends a request: a stack, and the custom layers around it.
+#[derive(Clone)]
+pub(crate) enum Route {
+    /// The stack alone, with its concrete type kept behind the pointer: a
+    /// call costs one allocation (its future) rather than two (a boxed clone
+    /// of the service and its future).
+    Stack(Arc<dyn Stack>),
+    /// The stack inside custom layers, which take and give an [`HttpService`].
+    Custom(HttpService),
+}
+
+impl Route {
+    /// Readies the route and sends `req` through it.
+    pub(crate) async fn send(
+        &self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<reqwest::Body>, BoxError> {
+        match self {
+            Self::Stack(stack) => {
+                let mut req = Some(req);
+                let call = std::future::poll_fn(|cx| match req.take() {
+                    Some(req) => Poll::Ready(stack.ready_call(cx, req)),
+                    None => unreachable!("a completed poll_fn is not polled again"),
+                })
+                .await;
+                call.await
+            }
+            Self::Custom(svc) => svc.clone().oneshot(req).await,
+        }
+    }
+}
 
 /// Where the stack's requests finally go: reqwest built from a
 /// [`PoolConfig`], or a service given for tests.
@@ -279,28 +354,33 @@ impl fmt::Display for Description {
     }
 }
 
+/// The transport of one stack.
+enum Transport {
+    /// A service given for tests.
+    Given(TransportService),
+    /// reqwest.
+    Reqwest(reqwest::Client),
+}
+
+/// Builds the stack of `cfg` over `transport` (reqwest when `None`), inside
+/// the `custom` layers.
 pub(crate) fn build(
     cfg: &StackConfig,
     transport: Option<&TransportFactory>,
-) -> Result<(HttpService, Description), Error> {
+    custom: &[CustomLayer],
+) -> Result<(Route, Description), Error> {
     cfg.validate()?;
-    let transport: TransportService = match transport {
-        Some(TransportFactory::Service(s)) => s.clone(),
-        None => {
-            let client = cfg
-                .pool
+    let transport = match transport {
+        Some(TransportFactory::Service(s)) => Transport::Given(s.clone()),
+        None => Transport::Reqwest(
+            cfg.pool
                 .client_builder()
                 .map_err(|e| Error::config(e.to_string()))?
                 // The client follows redirects itself, hop by hop, through the stack.
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| Error::config("could not build the HTTP client").with_source(e))?;
-            BoxCloneSyncService::new(
-                ReqwestService::from(client)
-                    .map_err(Into::into)
-                    .map_response(|res| res.map(reqwest::Body::wrap)),
-            )
-        }
+                .map_err(|e| Error::config("could not build the HTTP client").with_source(e))?,
+        ),
     };
     let deadline = match cfg.deadline {
         Some(d) => Some(
@@ -315,7 +395,27 @@ pub(crate) fn build(
         Some(d) => Some(AttemptTimeoutLayer::new(d).map_err(|e| Error::config(e.to_string()))?),
         None => None,
     };
+    let desc = describe(cfg, deadline.is_some(), attempt.is_some());
+    let layers = Layers {
+        cfg,
+        deadline,
+        attempt,
+    };
+    let route = match transport {
+        Transport::Given(s) => layers.route(s, custom),
+        // Kept unboxed under the layers: a boxed transport would cost an
+        // allocation per attempt for its clone and one for its future.
+        Transport::Reqwest(client) => layers.route(
+            ReqwestService::from(client)
+                .map_err(Into::<BoxError>::into)
+                .map_response(|res| res.map(reqwest::Body::wrap)),
+            custom,
+        ),
+    };
+    Ok((route, desc))
+}
 
+fn describe(cfg: &StackConfig, deadline: bool, attempt: bool) -> Description {
     let mut desc = Description::default();
     let mut describe = |name: &str, on: bool, settings: String| {
         if on {
@@ -324,7 +424,7 @@ pub(crate) fn build(
     };
     describe(
         "deadline",
-        deadline.is_some(),
+        deadline,
         format!("{:?}", cfg.deadline.unwrap_or_default()),
     );
     describe(
@@ -350,7 +450,7 @@ pub(crate) fn build(
     );
     describe(
         "attempt_timeout",
-        attempt.is_some(),
+        attempt,
         format!("{:?}", cfg.attempt_timeout.unwrap_or_default()),
     );
     describe(
@@ -359,19 +459,51 @@ pub(crate) fn build(
         format!("{:?}", cfg.body_timeout),
     );
     describe("transport", true, format!("{:?}", cfg.pool));
+    desc
+}
 
-    let svc = tower::ServiceBuilder::new()
-        .layer(Toggle(deadline))
-        .layer(Toggle(cfg.retry.clone()))
-        .layer(Toggle(cfg.hedge.clone()))
-        .layer(AttemptSpanLayer)
-        .layer(Toggle(cfg.breaker.clone()))
-        .layer(Toggle(cfg.rate_limit.clone()))
-        .layer(Toggle(cfg.concurrency.clone()))
-        .layer(Toggle(attempt))
-        .layer(Toggle(cfg.body_timeout.clone()))
-        .map_request(crate::telemetry::count_send::<Body>)
-        .service(transport)
-        .map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap));
-    Ok((BoxCloneSyncService::new(svc), desc))
+/// The layers of one stack, ready to be put over a transport.
+struct Layers<'a> {
+    cfg: &'a StackConfig,
+    deadline: Option<DeadlineLayer>,
+    attempt: Option<AttemptTimeoutLayer>,
+}
+
+impl Layers<'_> {
+    /// The layers over `transport`, in the standard order, inside `custom`.
+    fn route<T>(self, transport: T, custom: &[CustomLayer]) -> Route
+    where
+        T: tower::Service<
+                http::Request<Body>,
+                Response = http::Response<reqwest::Body>,
+                Error = BoxError,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        T::Future: Send + 'static,
+    {
+        let cfg = self.cfg;
+        let svc = tower::ServiceBuilder::new()
+            .layer(Toggle(self.deadline))
+            .layer(Toggle(cfg.retry.clone()))
+            .layer(Toggle(cfg.hedge.clone()))
+            .layer(AttemptSpanLayer)
+            .layer(Toggle(cfg.breaker.clone()))
+            .layer(Toggle(cfg.rate_limit.clone()))
+            .layer(Toggle(cfg.concurrency.clone()))
+            .layer(Toggle(self.attempt))
+            .layer(Toggle(cfg.body_timeout.clone()))
+            .map_request(crate::telemetry::count_send::<Body>)
+            .service(transport)
+            .map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap));
+        if custom.is_empty() {
+            return Route::Stack(Arc::new(svc));
+        }
+        let mut svc = HttpService::new(svc);
+        for layer in custom.iter().rev() {
+            svc = layer(svc);
+        }
+        Route::Custom(svc)
+    }
 }

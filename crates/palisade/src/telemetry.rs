@@ -20,14 +20,18 @@ tokio::task_local! {
     static ATTEMPTS: std::cell::Cell<u32>;
 }
 
-/// Runs `fut` counting the attempts it sends; returns its output and the count.
-pub(crate) async fn count_attempts<F: Future>(fut: F) -> (F::Output, u32) {
-    ATTEMPTS
-        .scope(std::cell::Cell::new(0), async {
-            let out = fut.await;
-            (out, ATTEMPTS.try_with(std::cell::Cell::get).unwrap_or(0))
-        })
-        .await
+/// A future run with its own attempt counter in scope.
+pub(crate) type AttemptCounter<F> = tokio::task::futures::TaskLocalFuture<std::cell::Cell<u32>, F>;
+
+/// Runs `fut` counting the attempts it sends; read the count with
+/// [`attempts_counted`] once it is done.
+pub(crate) fn count_attempts<F: Future>(fut: F) -> AttemptCounter<F> {
+    ATTEMPTS.scope(std::cell::Cell::new(0), fut)
+}
+
+/// The attempts a finished [`AttemptCounter`] counted.
+pub(crate) fn attempts_counted<F>(counter: Pin<&mut AttemptCounter<F>>) -> u32 {
+    counter.take_value().map_or(0, std::cell::Cell::into_inner)
 }
 
 /// Counts one attempt handed to the transport. Outside a client's request
@@ -123,53 +127,221 @@ where
     }
 }
 
-/// Records one logical request's metrics, named after the OpenTelemetry HTTP
-/// client conventions and Polly's resilience instruments. The origin's label
-/// is built once per request and shared by every metric.
+/// The metrics' registration metadata: what `metrics::histogram!` and friends
+/// would give from this module.
 #[cfg(feature = "metrics")]
-pub(crate) fn record_request(
-    method: &http::Method,
-    address: &metrics::SharedString,
-    outcome: &Result<reqwest::Response, crate::Error>,
-    elapsed: std::time::Duration,
-) {
-    use metrics::{Label, SharedString};
-    use palisade_core::events::metrics as names;
-    let (status, kind): (SharedString, &'static str) = match outcome {
-        Ok(res) => (res.status().as_u16().to_string().into(), "ok"),
-        Err(e) => (SharedString::const_str(""), e.kind().as_str()),
-    };
-    let method: SharedString = match *method {
-        http::Method::GET => SharedString::const_str("GET"),
-        http::Method::POST => SharedString::const_str("POST"),
-        http::Method::PUT => SharedString::const_str("PUT"),
-        http::Method::DELETE => SharedString::const_str("DELETE"),
-        http::Method::PATCH => SharedString::const_str("PATCH"),
-        http::Method::HEAD => SharedString::const_str("HEAD"),
-        ref other => other.as_str().to_owned().into(),
-    };
-    let labels = vec![
-        Label::from_static_parts("error.type", kind),
-        Label::new("http.request.method", method),
-        Label::new("server.address", address.clone()),
-        Label::new("http.response.status_code", status),
-    ];
-    metrics::histogram!(names::REQUEST_DURATION, labels).record(elapsed.as_secs_f64());
-    if let Ok(res) = outcome {
-        let attempts = crate::attempts(res);
-        metrics::histogram!(names::ATTEMPTS, "server.address" => address.clone())
-            .record(f64::from(attempts));
-        if attempts > 1 {
-            metrics::counter!(names::RETRIES, "server.address" => address.clone())
-                .increment(u64::from(attempts - 1));
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// How many origins a client keeps metric keys for; requests to further
+/// origins build their keys per request (same names and labels).
+#[cfg(feature = "metrics")]
+const MAX_ORIGINS: usize = 256;
+
+/// How many `(method, status, outcome)` combinations an origin keeps a
+/// duration key for; further ones are built per request.
+#[cfg(feature = "metrics")]
+const MAX_DURATION_KEYS: usize = 64;
+
+/// A client's metric keys, built once per origin (bounded) and reused, so
+/// that a request to a known origin builds no label: with no recorder
+/// installed, recording allocates nothing. Only the keys are kept; every
+/// handle is still asked of the recorder in force at the time (global or
+/// thread-local), as the `metrics` macros do.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+pub(crate) struct MetricKeys {
+    origins: std::sync::RwLock<
+        std::collections::HashMap<
+            palisade_core::Key,
+            std::sync::Arc<OriginMetrics>,
+            std::hash::BuildHasherDefault<palisade_core::KeyHasher>,
+        >,
+    >,
+}
+
+#[cfg(feature = "metrics")]
+impl MetricKeys {
+    /// The keys of `origin`'s metrics.
+    pub(crate) fn origin(&self, origin: &palisade_core::Key) -> std::sync::Arc<OriginMetrics> {
+        let cached = self
+            .origins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(origin)
+            .cloned();
+        if let Some(keys) = cached {
+            return keys;
         }
+        let keys = std::sync::Arc::new(OriginMetrics::new(origin));
+        let mut map = self
+            .origins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = map.get(origin) {
+            return existing.clone();
+        }
+        if map.len() < MAX_ORIGINS {
+            map.insert(origin.clone(), keys.clone());
+        }
+        keys
     }
 }
 
-/// The `server.address` label of a request, built once.
+/// The metric keys of one origin.
 #[cfg(feature = "metrics")]
-pub(crate) fn address_label(key: &palisade_core::Key) -> metrics::SharedString {
-    metrics::SharedString::from_shared(std::sync::Arc::<str>::from(key.to_string()))
+pub(crate) struct OriginMetrics {
+    /// The `server.address` label.
+    address: metrics::SharedString,
+    active: metrics::Key,
+    attempts: metrics::Key,
+    retries: metrics::Key,
+    /// Few per origin (a method or two, a few statuses): a list searched in
+    /// order is quicker than hashing.
+    durations: std::sync::RwLock<Vec<(DurationLabels, std::sync::Arc<metrics::Key>)>>,
+}
+
+/// What distinguishes one `http.client.request.duration` key from another
+/// for the same origin: the method (standard ones only), the status code (0
+/// for none) and the outcome.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DurationLabels {
+    method: &'static str,
+    status: u16,
+    kind: &'static str,
+}
+
+#[cfg(feature = "metrics")]
+impl OriginMetrics {
+    fn new(origin: &palisade_core::Key) -> Self {
+        use palisade_core::events::metrics as names;
+        let address =
+            metrics::SharedString::from_shared(std::sync::Arc::<str>::from(origin.to_string()));
+        let by_address = |name: &'static str| {
+            metrics::Key::from_parts(
+                name,
+                vec![metrics::Label::new("server.address", address.clone())],
+            )
+        };
+        Self {
+            active: by_address(names::ACTIVE_REQUESTS),
+            attempts: by_address(names::ATTEMPTS),
+            retries: by_address(names::RETRIES),
+            address,
+            durations: std::sync::RwLock::default(),
+        }
+    }
+
+    /// Records a request's duration under its key, from the cache when it
+    /// can be kept there.
+    fn record_duration(
+        &self,
+        method: &http::Method,
+        status: Option<http::StatusCode>,
+        kind: &'static str,
+        seconds: f64,
+    ) {
+        let record = |key: &metrics::Key| {
+            metrics::with_recorder(|r| r.register_histogram(key, &METADATA)).record(seconds);
+        };
+        let Some(method_label) = standard_method(method) else {
+            return record(&self.build_duration(method.as_str().to_owned().into(), status, kind));
+        };
+        let labels = DurationLabels {
+            method: method_label,
+            status: status.map_or(0, |s| s.as_u16()),
+            kind,
+        };
+        let cached = self
+            .durations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(l, _)| *l == labels)
+            .map(|(_, key)| key.clone());
+        let key = cached.unwrap_or_else(|| {
+            let key = std::sync::Arc::new(self.build_duration(
+                metrics::SharedString::const_str(method_label),
+                status,
+                kind,
+            ));
+            let mut map = self
+                .durations
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, existing)) = map.iter().find(|(l, _)| *l == labels) {
+                return existing.clone();
+            }
+            if map.len() < MAX_DURATION_KEYS {
+                map.push((labels, key.clone()));
+            }
+            key
+        });
+        record(&key);
+    }
+
+    fn build_duration(
+        &self,
+        method: metrics::SharedString,
+        status: Option<http::StatusCode>,
+        kind: &'static str,
+    ) -> metrics::Key {
+        use metrics::{Label, SharedString};
+        let status: SharedString = match status {
+            Some(s) => s.as_u16().to_string().into(),
+            None => SharedString::const_str(""),
+        };
+        metrics::Key::from_parts(
+            palisade_core::events::metrics::REQUEST_DURATION,
+            vec![
+                Label::from_static_parts("error.type", kind),
+                Label::new("http.request.method", method),
+                Label::new("server.address", self.address.clone()),
+                Label::new("http.response.status_code", status),
+            ],
+        )
+    }
+}
+
+/// The label of a standard method, with no allocation.
+#[cfg(feature = "metrics")]
+fn standard_method(method: &http::Method) -> Option<&'static str> {
+    Some(match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        _ => return None,
+    })
+}
+
+/// Records one logical request's metrics, named after the OpenTelemetry HTTP
+/// client conventions and Polly's resilience instruments, under its origin's
+/// keys.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_request(
+    keys: &OriginMetrics,
+    method: &http::Method,
+    outcome: &Result<reqwest::Response, crate::Error>,
+    elapsed: std::time::Duration,
+) {
+    let (status, kind) = match outcome {
+        Ok(res) => (Some(res.status()), "ok"),
+        Err(e) => (None, e.kind().as_str()),
+    };
+    keys.record_duration(method, status, kind, elapsed.as_secs_f64());
+    if let Ok(res) = outcome {
+        let attempts = crate::attempts(res);
+        metrics::with_recorder(|r| r.register_histogram(&keys.attempts, &METADATA))
+            .record(f64::from(attempts));
+        if attempts > 1 {
+            metrics::with_recorder(|r| r.register_counter(&keys.retries, &METADATA))
+                .increment(u64::from(attempts - 1));
+        }
+    }
 }
 
 /// Counts a logical request in `http.client.active_requests` while it lives,
@@ -179,11 +351,8 @@ pub(crate) struct Active(metrics::Gauge);
 
 #[cfg(feature = "metrics")]
 impl Active {
-    pub(crate) fn new(address: &metrics::SharedString) -> Self {
-        let g = metrics::gauge!(
-            palisade_core::events::metrics::ACTIVE_REQUESTS,
-            "server.address" => address.clone()
-        );
+    pub(crate) fn new(keys: &OriginMetrics) -> Self {
+        let g = metrics::with_recorder(|r| r.register_gauge(&keys.active, &METADATA));
         g.increment(1.0);
         Self(g)
     }
