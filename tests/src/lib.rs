@@ -12,7 +12,7 @@
 //! | `bad_input.rs` | hostile headers, URLs and configurations give typed errors, never a panic |
 //! | `security.rs` | credentials stay on their origin, TLS is verified by default, keyed state stays bounded |
 //! | `tracing_secrets.rs` | secrets never reach captured tracing output or `Debug` |
-//! | `soak.rs` | memory stays flat over many requests with random faults |
+//! | `soak.rs` | memory stays flat over 1 000 000 requests with random faults |
 //!
 //! This crate holds what they share: [`MemoryUpstream`], an in-memory
 //! upstream that runs on tokio's clock (so tests on a paused clock are

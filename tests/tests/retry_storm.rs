@@ -18,11 +18,20 @@
 //!   force when it returned, and every request after that succeeds.
 //!
 //! Both run on an in-memory upstream and tokio's paused clock, with the
-//! issue's 10 s outage, so the timing assertions are exact and the runs are
-//! deterministic (seeded jitter, no jitter on the break). A third test runs
-//! a **scaled** outage (1 s instead of 10 s, a 200 ms break) against the
-//! real loopback `FlakyServer` on the real clock, and asserts outcomes only:
-//! the budget bound and that the circuit closes once the upstream is back.
+//! issue's full 10 s outage (200 requests during it, 600 in all), so the
+//! timing assertions are exact and the runs are deterministic (seeded
+//! jitter, no jitter on the break); each takes well under a second.
+//!
+//! A third test checks the same over real sockets, against the loopback
+//! `FlakyServer`, with a **shorter outage: 100 requests over about 1 s,
+//! and a 200 ms break**. It cannot use the paused clock: a paused clock
+//! advances to the next timer whenever the runtime is idle, including while
+//! a request waits on a socket, so the pool's connect timeout or a break
+//! would fire spuriously. On the real clock a 10 s outage would cost 10 s
+//! of waiting for what the paused tests already prove exactly, so this one
+//! asserts outcomes only: every request during the outage fails, the
+//! attempts stay within the budget's bound, and the circuit closes once the
+//! upstream is back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
