@@ -17,7 +17,7 @@ demo:
 
 # Benchmarks; figures and how to read them are in docs/benchmarks.md.
 bench:
-    cargo bench --workspace
+    ./scripts/bench.sh
 
 # What CI runs: lint, then every test.
 ci: lint test

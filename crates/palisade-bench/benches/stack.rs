@@ -1,6 +1,7 @@
 //! Nanoseconds and heap allocations per call of palisade's standard stack,
-//! of each of its layers alone, and of tower's own layers side by side, over
-//! an in-memory service.
+//! of each of its layers alone, of tower's own layers and of
+//! tower-resilience 0.13's equivalent stack, side by side over an in-memory
+//! service.
 //!
 //! Two in-memory upstreams:
 //!
@@ -9,28 +10,79 @@
 //!   in tokio's timer wheel and removed again;
 //! - `ready`: the response is ready at the first poll: the layers' own code.
 //!
-//! Cases, each over both upstreams:
+//! Cases, each over both upstreams, with the key their results are written
+//! under:
 //!
-//! - `client/default stack`: `palisade::Client` with its default stack and
-//!   the upstream as its transport, `client.get(url).send().await` and the
-//!   body read with `bytes()`; `client/bare stack` is the same client with
-//!   no layer at all (`StackConfig::bare()`), the facade's own cost;
-//! - `stack/palisade standard`: the layers composed directly with
-//!   `ServiceBuilder` in the facade's order (deadline, retry, breaker,
-//!   concurrency, attempt timeout, body timeout);
-//! - one row per palisade layer alone;
-//! - tower's `ConcurrencyLimit`, `Timeout` and `Retry` (with a policy that
-//!   retries errors up to 3 times), alone and stacked, next to the
-//!   palisade layers doing the same jobs (`stack/palisade retry + concurrency
-//!   + attempt timeout`).
+//! | case | key | what |
+//! |---|---|---|
+//! | `baseline (no layer)` | `baseline` | the upstream alone |
+//! | `client/default stack` | `client_default` | `palisade::Client` with its default stack and the upstream as its transport: `client.get(url).send().await`, the body read with `bytes()` |
+//! | `client/bare stack` | `client_bare` | the same client with no layer (`StackConfig::bare()`): the facade's own cost |
+//! | `stack/palisade standard` | `stack_palisade` | the layers composed with `ServiceBuilder` in the facade's order: deadline, retry, breaker, concurrency, attempt timeout, body timeout |
+//! | `layer/deadline` | `layer_deadline` | palisade's layers, each alone, with their defaults |
+//! | `layer/retry` | `layer_retry` | |
+//! | `layer/breaker` | `layer_breaker` | |
+//! | `layer/rate limit` | `layer_rate_limit` | a quota no run reaches |
+//! | `layer/concurrency` | `layer_concurrency` | |
+//! | `layer/attempt timeout` | `layer_attempt_timeout` | |
+//! | `layer/body timeout` | `layer_body_timeout` | |
+//! | `tower/ConcurrencyLimit` | `tower_concurrency_limit` | tower's own layers, alone: limit 100, timeout 10 s |
+//! | `tower/Timeout` | `tower_timeout` | |
+//! | `tower/Retry` | `tower_retry` | with a policy that retries errors up to 3 times |
+//! | `stack/tower retry + limit + timeout` | `stack_tower` | the three stacked |
+//! | `stack/palisade retry + concurrency + attempt timeout` | `stack_palisade_three` | palisade's layers doing the same jobs |
+//! | `stack/palisade retry + breaker + concurrency + attempt timeout` | `stack_palisade_four` | palisade's layers doing the four jobs tower-resilience's stack does |
+//! | `stack/tower-resilience retry + breaker + bulkhead + time limiter` | `stack_resilience` | tower-resilience 0.13's stack, retry outermost as in palisade, set up as close to palisade's defaults as its settings reach (`resilience_stack` and the functions above it say how) |
+//! | `stack/tower-resilience, count-based breaker window` | `stack_resilience_count` | the same with the breaker reading tower-resilience's default window, the last 100 calls, instead of the last 30 s (see below) |
+//! | `tower-resilience/baseline (no layer)` | `resilience_baseline` | the request adapter (below) alone |
+//! | `tower-resilience/retry` | `resilience_retry` | its retry alone, next to `layer_retry` |
+//! | `tower-resilience/circuit breaker` | `resilience_breaker` | its breaker alone, next to `layer_breaker` |
+//! | `tower-resilience/circuit breaker, count-based window` | `resilience_breaker_count` | the same over the last 100 calls |
+//! | `tower-resilience/bulkhead` | `resilience_bulkhead` | its bulkhead alone, next to `layer_concurrency` |
+//! | `tower-resilience/time limiter` | `resilience_time_limiter` | its time limiter alone, next to `layer_attempt_timeout` |
+//!
+//! tower-resilience's `Retry` clones the request for every attempt and so
+//! needs `Req: Clone`, which `http::Request<palisade::Body>` is not. Its rows
+//! therefore send `http::Request<Bytes>` (empty body), and an adapter under
+//! the stack turns it into `http::Request<palisade::Body>` for the upstream;
+//! `resilience_baseline` is that adapter alone.
+//!
+//! tower-resilience's time-based breaker window (the 30 s window palisade's
+//! breaker reads) keeps one record per call and scans every record in the
+//! window on every call, under an async mutex. Its cost per call so grows
+//! with the calls of the last 30 s, which is what a benchmark running
+//! tens of thousands of calls a second fills it with: the `*_count` rows
+//! show the stack with the count-based window instead, whose cost is flat.
 //!
 //! Run: `cargo bench -p palisade-bench --bench stack -- --warm-up-time 1 --measurement-time 2`.
-//! `PALISADE_BENCH_FILTER=<substring>` keeps only the matching cases.
+//! `PALISADE_BENCH_FILTER=<substring>` keeps only the cases whose name (as
+//! printed, e.g. `ready/layer/retry`) contains it.
 //! After criterion's own report, `summary <case>: ...` lines give each
 //! case's median time per call over interleaved rounds, its fastest round,
 //! and its allocations and bytes per call.
+//!
+//! # Results
+//!
+//! In benchmark mode (`cargo bench`, not `cargo test --benches`), the run
+//! writes `micro.json` with `palisade_bench::results::Results`, for each
+//! case that ran, with `<variant>` `ready` or `pending` and `<key>` from the
+//! table above:
+//!
+//! - `<variant>_<key>_ns`: median nanoseconds per call over the interleaved
+//!   rounds;
+//! - `<variant>_<key>_allocs`, `<variant>_<key>_bytes`: heap allocations and
+//!   bytes allocated per call;
+//! - `<variant>_<a>_to_<b>_ratio`: the median over the rounds of `a`'s time
+//!   divided by `b`'s in the same round (above 1: `a` is slower), for the
+//!   pairs in `RATIOS` below when both ran;
+//! - `<variant>_<a>_over_<b>_ns`: the median over the rounds of `a`'s time
+//!   per call minus `b`'s, for the pairs in `DIFFERENCES` below;
+//! - `rounds`, `calls_per_round`, `alloc_calls`: the workload;
+//! - `cmd` (text): the command that reproduces the figures;
+//!   `resilience_note` (text): how tower-resilience was set up.
 
 use std::convert::Infallible;
+use std::fmt::Debug;
 use std::future::{Future, poll_fn};
 use std::hint::black_box;
 use std::pin::pin;
@@ -46,9 +98,16 @@ use palisade::ratelimit::{Quota, RateLimitLayer};
 use palisade::retry::RetryLayer;
 use palisade::timeout::{AttemptTimeoutLayer, BodyTimeoutLayer, DeadlineLayer};
 use palisade::{Body, StackConfig};
+use palisade_bench::results::{Results, median};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_resilience::bulkhead::{BulkheadLayer, BulkheadServiceError};
+use tower_resilience::circuitbreaker::{
+    CircuitBreakerError, CircuitBreakerLayer, FailureClassifier, SlidingWindowType,
+};
+use tower_resilience::retry::{ExponentialRandomBackoff, RetryBudgetBuilder};
+use tower_resilience::timelimiter::{TimeLimiterError, TimeLimiterLayer};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -118,16 +177,149 @@ impl<Res, E> tower::retry::Policy<Request<Body>, Res, E> for RetryErrors {
     }
 }
 
-/// One call: ready, call, await the head, read the body to its end.
-async fn one_call<S, B>(svc: &mut S, uri: &Uri)
+// ---------------------------------------------------------------------------
+// tower-resilience 0.13, set up as close to palisade's defaults as it reaches.
+
+/// The request tower-resilience's rows send: its `Retry` needs `Req: Clone`,
+/// and `http::Request<Bytes>` is (`http::Request<palisade::Body>` is not).
+type CloneReq = Request<Bytes>;
+
+/// Turns tower-resilience's cloneable request into the upstream's
+/// `http::Request<palisade::Body>`, under its stack.
+fn adapter<S>(upstream: S) -> tower::util::MapRequest<S, fn(CloneReq) -> Request<Body>> {
+    tower::util::MapRequest::new(upstream, |req: CloneReq| req.map(Body::from))
+}
+
+/// palisade's breaker counts errors and 5xx responses as failures
+/// (`palisade_core::classify`); tower-resilience's default counts errors
+/// only, so its breaker gets this classifier.
+#[derive(Clone, Copy)]
+struct ServerErrors;
+
+impl<B, E> FailureClassifier<Response<B>, E> for ServerErrors {
+    fn classify(&self, result: &Result<Response<B>, E>) -> bool {
+        match result {
+            Ok(res) => res.status().is_server_error(),
+            Err(_) => true,
+        }
+    }
+}
+
+/// The statuses palisade's retry retries (`DEFAULT_RETRY_STATUSES`).
+const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// palisade's `AttemptTimeoutLayer::new(10 s)`: a 10 s time limit per attempt.
+fn resilience_time_limiter() -> TimeLimiterLayer<tower_resilience::timelimiter::FixedTimeout> {
+    TimeLimiterLayer::builder()
+        .timeout_duration(secs(10))
+        .build()
+}
+
+/// palisade's `ConcurrencyLimitLayer::default()`: 100 calls at once, a
+/// caller waits up to 5 s for a slot (tower-resilience has no queue bound,
+/// palisade's is 1024, and no per-host key).
+fn resilience_bulkhead() -> BulkheadLayer {
+    BulkheadLayer::builder()
+        .max_concurrent_calls(100)
+        .max_wait_duration(secs(5))
+        .build()
+        .expect("valid bulkhead settings")
+}
+
+/// The window tower-resilience's breaker reads.
+#[derive(Clone, Copy)]
+enum Window {
+    /// palisade's (Polly's): the last 30 s. tower-resilience keeps one
+    /// record per call in it and scans them all on every call, so a call
+    /// costs more the more calls the last 30 s saw.
+    Time,
+    /// tower-resilience's default: 100 calls, counted.
+    Count,
+}
+
+/// palisade's `BreakerLayer::new()` (Polly's standard handler): failure
+/// ratio 0.1 over a 30 s window (or 100 calls), at least 100 calls, break
+/// 5 s, one probe; errors and 5xx count as failures. (One breaker, not one
+/// per host; no growing break.)
+fn resilience_breaker(window: Window) -> CircuitBreakerLayer<ServerErrors> {
+    let builder = CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.1)
+        .minimum_number_of_calls(100)
+        .wait_duration_in_open(secs(5))
+        .permitted_calls_in_half_open(1);
+    let builder = match window {
+        Window::Time => builder
+            .sliding_window_type(SlidingWindowType::TimeBased)
+            .sliding_window_duration(secs(30)),
+        Window::Count => builder
+            .sliding_window_type(SlidingWindowType::CountBased)
+            .sliding_window_size(100),
+    };
+    builder
+        .failure_classifier_type(ServerErrors)
+        .build()
+        .expect("valid breaker settings")
+}
+
+/// palisade's `RetryLayer::default()`: 4 attempts (3 retries), exponential
+/// backoff from 2 s with jitter, at most 30 s, the same retried statuses,
+/// errors retried except an open circuit, and a budget: a token bucket of
+/// 100 retries refilled at 10 per second and by each success
+/// (tower-resilience has no Finagle-style 20 % ratio; palisade's reserve is
+/// 10 per second × 10 s).
+fn resilience_retry<Req, B, E>()
+-> tower_resilience::retry::RetryLayer<Req, Response<B>, CircuitBreakerError<E>> {
+    let backoff = ExponentialRandomBackoff::new(secs(2), 0.5)
+        .expect("valid randomization factor")
+        .max_interval(secs(30));
+    let budget = RetryBudgetBuilder::new()
+        .token_bucket()
+        .tokens_per_second(10.0)
+        .max_tokens(100)
+        .build()
+        .expect("valid budget");
+    tower_resilience::retry::RetryLayer::builder()
+        .max_attempts(4)
+        .backoff(backoff)
+        .retry_on(|e: &CircuitBreakerError<E>| !matches!(e, CircuitBreakerError::OpenCircuit))
+        .retry_on_response(|res: &Response<B>| RETRY_STATUSES.contains(&res.status().as_u16()))
+        .budget(budget)
+        .build()
+}
+
+/// The error tower-resilience's stack returns over an upstream failing with `E`.
+type ResilienceError<E> = CircuitBreakerError<BulkheadServiceError<TimeLimiterError<E>>>;
+
+/// tower-resilience's stack, in palisade's order: retry outermost, then
+/// circuit breaker, bulkhead and time limiter.
+fn resilience_stack<S, B>(
+    upstream: S,
+    window: Window,
+) -> impl Service<CloneReq, Response = Response<B>, Error = ResilienceError<S::Error>> + Clone
 where
-    S: Service<Request<Body>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
+    S: Service<CloneReq, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
 {
-    let mut req = Request::new(Body::empty());
-    *req.uri_mut() = uri.clone();
+    ServiceBuilder::new()
+        .layer(resilience_retry())
+        .layer(resilience_breaker(window))
+        .layer(resilience_bulkhead())
+        .layer(resilience_time_limiter())
+        .service(upstream)
+}
+
+// ---------------------------------------------------------------------------
+
+/// One call: ready, call, await the head, read the body to its end.
+async fn one_call<Req, S, B>(svc: &mut S, req: Req)
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Debug,
+    B: http_body::Body,
+    B::Error: Debug,
+{
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     let mut body = pin!(res.into_body());
     while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
@@ -145,19 +337,50 @@ fn runtime() -> Runtime {
 /// Runs `n` calls on the runtime and returns the time they took.
 type Run = Box<dyn FnMut(&Runtime, u64) -> Duration>;
 
-fn run<S, B>(mut svc: S) -> Run
+/// Calls with `http::Request<palisade::Body>`, as palisade's stack takes.
+fn run<S, B>(svc: S) -> Run
 where
     S: Service<Request<Body>, Response = Response<B>> + 'static,
-    S::Error: std::fmt::Debug,
+    S::Error: Debug,
     B: http_body::Body,
-    B::Error: std::fmt::Debug,
+    B::Error: Debug,
+{
+    run_with(svc, |uri| {
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = uri.clone();
+        req
+    })
+}
+
+/// Calls with tower-resilience's cloneable `http::Request<Bytes>`.
+fn run_clone<S, B>(svc: S) -> Run
+where
+    S: Service<CloneReq, Response = Response<B>> + 'static,
+    S::Error: Debug,
+    B: http_body::Body,
+    B::Error: Debug,
+{
+    run_with(svc, |uri| {
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = uri.clone();
+        req
+    })
+}
+
+fn run_with<Req, S, B>(mut svc: S, make: fn(&Uri) -> Req) -> Run
+where
+    Req: 'static,
+    S: Service<Req, Response = Response<B>> + 'static,
+    S::Error: Debug,
+    B: http_body::Body,
+    B::Error: Debug,
 {
     let uri = Uri::from_static(URL);
     Box::new(move |rt, n| {
         rt.block_on(async {
             let start = tokio::time::Instant::now();
             for _ in 0..n {
-                one_call(&mut svc, &uri).await;
+                one_call(&mut svc, make(&uri)).await;
             }
             start.elapsed()
         })
@@ -186,8 +409,8 @@ fn palisade_standard<S>(
     upstream: S,
 ) -> impl Service<
     Request<Body>,
-    Response = Response<impl http_body::Body<Error = impl std::fmt::Debug>>,
-    Error = impl std::fmt::Debug,
+    Response = Response<impl http_body::Body<Error = impl Debug>>,
+    Error = impl Debug,
 >
 where
     S: Service<Request<Body>, Response = Res, Error = Infallible> + Clone,
@@ -202,46 +425,91 @@ where
         .service(upstream)
 }
 
+/// One case: its printed name (`<variant>/<name>`), its results key
+/// (`<variant>_<key>`) and how to run it.
+struct Case {
+    name: &'static str,
+    key: &'static str,
+    run: Run,
+}
+
+macro_rules! case {
+    ($cases:expr, $variant:literal, $name:literal, $key:literal, $run:expr) => {
+        $cases.push(Case {
+            name: concat!($variant, "/", $name),
+            key: concat!($variant, "_", $key),
+            run: $run,
+        })
+    };
+}
+
 macro_rules! cases {
     ($cases:expr, $variant:literal, $upstream:expr) => {{
-        $cases.push((concat!($variant, "/baseline (no layer)"), run($upstream)));
-        $cases.push((
-            concat!($variant, "/client/default stack"),
+        case!(
+            $cases,
+            $variant,
+            "baseline (no layer)",
+            "baseline",
+            run($upstream)
+        );
+        case!(
+            $cases,
+            $variant,
+            "client/default stack",
+            "client_default",
             run_client(
                 palisade::Client::builder()
                     .transport($upstream)
                     .build()
                     .unwrap(),
-            ),
-        ));
-        $cases.push((
-            concat!($variant, "/client/bare stack"),
+            )
+        );
+        case!(
+            $cases,
+            $variant,
+            "client/bare stack",
+            "client_bare",
             run_client(
                 palisade::Client::builder()
                     .stack(|_| StackConfig::bare())
                     .transport($upstream)
                     .build()
                     .unwrap(),
-            ),
-        ));
-        $cases.push((
-            concat!($variant, "/stack/palisade standard"),
-            run(palisade_standard($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/deadline"),
-            run(DeadlineLayer::new(secs(30)).unwrap().layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/retry"),
-            run(RetryLayer::default().layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/breaker"),
-            run(BreakerLayer::new().layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/rate limit"),
+            )
+        );
+        case!(
+            $cases,
+            $variant,
+            "stack/palisade standard",
+            "stack_palisade",
+            run(palisade_standard($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/deadline",
+            "layer_deadline",
+            run(DeadlineLayer::new(secs(30)).unwrap().layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/retry",
+            "layer_retry",
+            run(RetryLayer::default().layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/breaker",
+            "layer_breaker",
+            run(BreakerLayer::new().layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/rate limit",
+            "layer_rate_limit",
             // A quota no benchmark reaches: the cost of the check alone.
             run(RateLimitLayer::new(
                 Quota::per_second(1_000_000_000)
@@ -249,61 +517,202 @@ macro_rules! cases {
                     .with_burst(1_000_000)
                     .unwrap(),
             )
-            .layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/concurrency"),
-            run(ConcurrencyLimitLayer::default().layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/attempt timeout"),
-            run(AttemptTimeoutLayer::new(secs(10)).unwrap().layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/layer/body timeout"),
-            run(BodyTimeoutLayer::default().layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/tower/ConcurrencyLimit"),
-            run(tower::limit::ConcurrencyLimitLayer::new(100).layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/tower/Timeout"),
-            run(tower::timeout::TimeoutLayer::new(secs(10)).layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/tower/Retry"),
-            run(tower::retry::RetryLayer::new(RetryErrors(3)).layer($upstream)),
-        ));
-        $cases.push((
-            concat!($variant, "/stack/tower retry + limit + timeout"),
+            .layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/concurrency",
+            "layer_concurrency",
+            run(ConcurrencyLimitLayer::default().layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/attempt timeout",
+            "layer_attempt_timeout",
+            run(AttemptTimeoutLayer::new(secs(10)).unwrap().layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "layer/body timeout",
+            "layer_body_timeout",
+            run(BodyTimeoutLayer::default().layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower/ConcurrencyLimit",
+            "tower_concurrency_limit",
+            run(tower::limit::ConcurrencyLimitLayer::new(100).layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower/Timeout",
+            "tower_timeout",
+            run(tower::timeout::TimeoutLayer::new(secs(10)).layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower/Retry",
+            "tower_retry",
+            run(tower::retry::RetryLayer::new(RetryErrors(3)).layer($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "stack/tower retry + limit + timeout",
+            "stack_tower",
             run(ServiceBuilder::new()
                 .layer(tower::retry::RetryLayer::new(RetryErrors(3)))
                 .layer(tower::limit::ConcurrencyLimitLayer::new(100))
                 .layer(tower::timeout::TimeoutLayer::new(secs(10)))
-                .service($upstream)),
-        ));
-        $cases.push((
-            concat!(
-                $variant,
-                "/stack/palisade retry + concurrency + attempt timeout"
-            ),
+                .service($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "stack/palisade retry + concurrency + attempt timeout",
+            "stack_palisade_three",
             run(ServiceBuilder::new()
                 .layer(RetryLayer::default())
                 .layer(ConcurrencyLimitLayer::default())
                 .layer(AttemptTimeoutLayer::new(secs(10)).unwrap())
-                .service($upstream)),
-        ));
+                .service($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "stack/palisade retry + breaker + concurrency + attempt timeout",
+            "stack_palisade_four",
+            run(ServiceBuilder::new()
+                .layer(RetryLayer::default())
+                .layer(BreakerLayer::new())
+                .layer(ConcurrencyLimitLayer::default())
+                .layer(AttemptTimeoutLayer::new(secs(10)).unwrap())
+                .service($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "stack/tower-resilience retry + breaker + bulkhead + time limiter",
+            "stack_resilience",
+            run_clone(resilience_stack(adapter($upstream), Window::Time))
+        );
+        case!(
+            $cases,
+            $variant,
+            "stack/tower-resilience, count-based breaker window",
+            "stack_resilience_count",
+            run_clone(resilience_stack(adapter($upstream), Window::Count))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower-resilience/baseline (no layer)",
+            "resilience_baseline",
+            run_clone(adapter($upstream))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower-resilience/retry",
+            "resilience_retry",
+            // Alone, the retry sits directly on the upstream: its error type
+            // is the upstream's, wrapped as the breaker's would be.
+            run_clone(
+                resilience_retry().layer(adapter($upstream).map_err(CircuitBreakerError::Inner))
+            )
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower-resilience/circuit breaker",
+            "resilience_breaker",
+            run_clone(resilience_breaker(Window::Time).layer(adapter($upstream)))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower-resilience/circuit breaker, count-based window",
+            "resilience_breaker_count",
+            run_clone(resilience_breaker(Window::Count).layer(adapter($upstream)))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower-resilience/bulkhead",
+            "resilience_bulkhead",
+            run_clone(resilience_bulkhead().layer(adapter($upstream)))
+        );
+        case!(
+            $cases,
+            $variant,
+            "tower-resilience/time limiter",
+            "resilience_time_limiter",
+            run_clone(resilience_time_limiter().layer(adapter($upstream)))
+        );
     }};
 }
+
+/// The pairs whose per-round time ratio is written, as
+/// `<variant>_<a>_to_<b>_ratio`: each peer against the palisade rows doing
+/// the same jobs.
+const RATIOS: [(&str, &str); 10] = [
+    ("stack_resilience", "stack_palisade_four"),
+    ("stack_resilience_count", "stack_palisade_four"),
+    ("stack_resilience", "stack_palisade"),
+    ("resilience_retry", "layer_retry"),
+    ("resilience_breaker", "layer_breaker"),
+    ("resilience_breaker_count", "layer_breaker"),
+    ("resilience_bulkhead", "layer_concurrency"),
+    ("resilience_time_limiter", "layer_attempt_timeout"),
+    ("stack_tower", "stack_palisade_three"),
+    ("client_default", "stack_palisade"),
+];
+
+/// The pairs whose per-round time difference is written, as
+/// `<variant>_<a>_over_<b>_ns`: what the client and the layers add to the
+/// upstream alone, the figure issue 8's "under 1 µs" aim is about.
+const DIFFERENCES: [(&str, &str); 3] = [
+    ("client_default", "baseline"),
+    ("client_bare", "baseline"),
+    ("stack_palisade", "baseline"),
+];
 
 const ALLOC_CALLS: u64 = 10_000;
 const ROUNDS: usize = 15;
 const ROUND_CALLS: u64 = 10_000;
 
+/// Whether criterion measures (`cargo bench`) rather than tests each case
+/// once (`cargo test --benches`) or lists them: only then are the
+/// interleaved rounds run and the results written.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    has("--bench") && !has("--test") && !has("--list") && !has("--profile-time")
+}
+
+/// The command that reproduces this run.
+fn command() -> String {
+    let mut cmd = String::new();
+    if let Ok(filter) = std::env::var("PALISADE_BENCH_FILTER") {
+        cmd.push_str(&format!("PALISADE_BENCH_FILTER='{filter}' "));
+    }
+    cmd.push_str("cargo bench -p palisade-bench --bench stack --");
+    for arg in std::env::args().skip(1).filter(|a| a != "--bench") {
+        cmd.push(' ');
+        cmd.push_str(&arg);
+    }
+    cmd
+}
+
 fn stack(c: &mut Criterion) {
     let rt = runtime();
-    let mut all: Vec<(&'static str, Run)> = Vec::new();
+    let mut all: Vec<Case> = Vec::new();
     // Layers that keep keyed state or spawn nothing still need a runtime
     // context when they are built (timers, clocks).
     let _guard = rt.enter();
@@ -311,13 +720,17 @@ fn stack(c: &mut Criterion) {
     cases!(all, "ready", ready());
     drop(_guard);
     // `PALISADE_BENCH_FILTER=client` keeps only the cases whose name
-    // contains it, in criterion's report and in the summary alike.
+    // contains it, in criterion's report, the summary and the results alike.
     if let Ok(filter) = std::env::var("PALISADE_BENCH_FILTER") {
-        all.retain(|(name, _)| name.contains(filter.as_str()));
+        all.retain(|case| case.name.contains(filter.as_str()));
     }
 
-    for (name, run) in &mut all {
-        c.bench_function(name, |b| b.iter_custom(|iters| run(&rt, iters)));
+    for case in &mut all {
+        let run = &mut case.run;
+        c.bench_function(case.name, |b| b.iter_custom(|iters| run(&rt, iters)));
+    }
+    if !measuring() {
+        return;
     }
 
     // The machine is shared, so criterion's means carry other processes'
@@ -325,25 +738,86 @@ fn stack(c: &mut Criterion) {
     // median round is the figure reported, the fastest beside it.
     let mut rounds = vec![Vec::with_capacity(ROUNDS); all.len()];
     for _ in 0..ROUNDS {
-        for (i, (_, run)) in all.iter_mut().enumerate() {
-            rounds[i].push(run(&rt, ROUND_CALLS));
+        for (i, case) in all.iter_mut().enumerate() {
+            rounds[i].push((case.run)(&rt, ROUND_CALLS));
         }
     }
-    for (i, (name, run)) in all.iter_mut().enumerate() {
-        run(&rt, 100); // warm
+    let per_call = |d: Duration| d.as_nanos() as f64 / ROUND_CALLS as f64;
+    let mut results = Results::new("micro");
+    for (i, case) in all.iter_mut().enumerate() {
+        (case.run)(&rt, 100); // warm
         let region = Region::new(GLOBAL);
-        run(&rt, ALLOC_CALLS);
+        (case.run)(&rt, ALLOC_CALLS);
         let stats = region.change();
-        let times = &mut rounds[i];
-        times.sort_unstable();
-        let per_call = |d: Duration| d.as_nanos() as f64 / ROUND_CALLS as f64;
+        let times: Vec<f64> = rounds[i].iter().map(|d| per_call(*d)).collect();
+        let ns = median(&times);
+        let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let allocs = stats.allocations as f64 / ALLOC_CALLS as f64;
+        let bytes = stats.bytes_allocated as f64 / ALLOC_CALLS as f64;
         println!(
-            "summary {name}: {:.0} ns/call (median of {ROUNDS} interleaved rounds), {:.0} ns/call (fastest), {:.2} allocations/call, {:.1} bytes/call",
-            per_call(times[ROUNDS / 2]),
-            per_call(times[0]),
-            stats.allocations as f64 / ALLOC_CALLS as f64,
-            stats.bytes_allocated as f64 / ALLOC_CALLS as f64,
+            "summary {}: {ns:.0} ns/call (median of {ROUNDS} interleaved rounds), {fastest:.0} ns/call (fastest), {allocs:.2} allocations/call, {bytes:.1} bytes/call",
+            case.name,
         );
+        results
+            .number(&format!("{}_ns", case.key), ns)
+            .number(&format!("{}_allocs", case.key), allocs)
+            .number(&format!("{}_bytes", case.key), bytes);
+    }
+
+    let index = |key: &str| all.iter().position(|case| case.key == key);
+    for variant in ["pending", "ready"] {
+        for (a, b) in RATIOS {
+            let (Some(ia), Some(ib)) = (
+                index(&format!("{variant}_{a}")),
+                index(&format!("{variant}_{b}")),
+            ) else {
+                continue;
+            };
+            let per_round: Vec<f64> = rounds[ia]
+                .iter()
+                .zip(&rounds[ib])
+                .map(|(ta, tb)| ta.as_secs_f64() / tb.as_secs_f64())
+                .collect();
+            let ratio = median(&per_round);
+            println!("ratio {variant}: {a} / {b} = {ratio:.3} (median per-round ratio)");
+            results.number(&format!("{variant}_{a}_to_{b}_ratio"), ratio);
+        }
+        for (a, b) in DIFFERENCES {
+            let (Some(ia), Some(ib)) = (
+                index(&format!("{variant}_{a}")),
+                index(&format!("{variant}_{b}")),
+            ) else {
+                continue;
+            };
+            let per_round: Vec<f64> = rounds[ia]
+                .iter()
+                .zip(&rounds[ib])
+                .map(|(ta, tb)| per_call(*ta) - per_call(*tb))
+                .collect();
+            let over = median(&per_round);
+            println!("difference {variant}: {a} - {b} = {over:.0} ns/call (median per-round)");
+            results.number(&format!("{variant}_{a}_over_{b}_ns"), over);
+        }
+    }
+    results
+        .number("rounds", ROUNDS as f64)
+        .number("calls_per_round", ROUND_CALLS as f64)
+        .number("alloc_calls", ALLOC_CALLS as f64)
+        .text("cmd", command())
+        .text(
+            "resilience_note",
+            "tower-resilience 0.13 (features circuitbreaker, bulkhead, retry, timelimiter): \
+             retry (4 attempts, exponential backoff from 2 s with jitter up to 30 s, palisade's \
+             retried statuses, token-bucket budget of 100 refilled at 10/s) over a circuit \
+             breaker (failure ratio 0.1 over the last 30 s, or the last 100 calls in the *_count \
+             rows, at least 100 calls, 5 s break, one probe, errors and 5xx are failures) over a bulkhead (100 at once, waiting up to \
+             5 s) over a time limiter (10 s). Its retry needs a cloneable request, so its rows \
+             send http::Request<Bytes>, turned into http::Request<palisade::Body> by an adapter \
+             above the upstream (resilience_baseline is that adapter alone).",
+        );
+    match results.write() {
+        Ok(path) => println!("results written to {}", path.display()),
+        Err(e) => eprintln!("could not write the results: {e}"),
     }
 }
 

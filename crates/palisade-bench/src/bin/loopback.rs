@@ -1,6 +1,7 @@
-//! Loopback throughput: bare reqwest against palisade's default stack and
-//! reqwest-middleware + reqwest-retry, over real HTTP/1.1 to a local hyper
-//! server (`palisade_chaos::FlakyServer` answering `200 ok`), in one run.
+//! Loopback throughput: bare reqwest against palisade's default stack,
+//! reqwest-middleware + reqwest-retry and tower-resilience's stack over
+//! reqwest, over real HTTP/1.1 to a local hyper server
+//! (`palisade_chaos::FlakyServer` answering `200 ok`), in one run.
 //!
 //! Each round sends `--requests` GETs (default 50 000) per client with
 //! `--in-flight` (default 64) in flight: that many tasks on a multi-thread
@@ -12,11 +13,50 @@
 //! (default 5) rounds is reported, in requests per second and as a ratio to
 //! bare reqwest built with the same pool settings as palisade's transport.
 //!
+//! The clients, with the key their results are written under:
+//!
+//! | client | key |
+//! |---|---|
+//! | bare reqwest with palisade's `PoolConfig` (the baseline) | `reqwest` |
+//! | bare reqwest, `reqwest::Client::new()` | `reqwest_default` |
+//! | `palisade_reqwest::ReqwestService` alone (tower adapter, no facade) | `reqwest_service` |
+//! | palisade's standard layers in `ServiceBuilder` over `ReqwestService` | `stack_palisade` |
+//! | `palisade::Client` with its default stack | `palisade` |
+//! | `palisade::Client` with no layer (`StackConfig::bare()`) | `palisade_bare` |
+//! | reqwest-middleware 0.5 + reqwest-retry 0.9 (3 retries) | `middleware` |
+//! | tower-resilience 0.13's stack over reqwest | `resilience` |
+//! | the same, its breaker reading the last 100 calls | `resilience_count` |
+//!
+//! tower-resilience's stack is retry (outermost), circuit breaker, bulkhead
+//! and time limiter, in palisade's order and with palisade's defaults as far
+//! as its settings reach (4 attempts, breaker at a 10 % failure ratio over
+//! 30 s and at least 100 calls, 100 at once, 10 s per attempt: see
+//! `resilience_stack`), over a `tower::service_fn` that sends with the same
+//! pooled reqwest client as the baseline. Its retry needs `Req: Clone`,
+//! which `http::Request<palisade::Body>` is not, so this stack takes
+//! `http::Request<Bytes>`, which reqwest converts into its own request. Its
+//! time-based breaker window keeps one record per call and scans the window
+//! on every call, so its cost grows with the calls of the last 30 s; the
+//! `resilience_count` row reads tower-resilience's default count-based
+//! window instead.
+//!
 //! Run: `cargo run --release -p palisade-bench --bin loopback`
 //! (`-- --requests 50000 --in-flight 64 --rounds 5 --slice 5000` to change
 //! the workload, `--only NAME` to run only the clients whose name contains
 //! `NAME`, besides the baseline). It prints a markdown table on stdout and
-//! each round's figures on stderr.
+//! each round's figures on stderr, and writes `loopback.json` with
+//! `palisade_bench::results::Results`, for each client that ran:
+//!
+//! - `<key>_rps`: median requests per second over the rounds;
+//! - `<key>_ratio`: median over the rounds of its requests per second
+//!   divided by bare reqwest's in the same round; `<key>_ratio_min`,
+//!   `<key>_ratio_max`: the lowest and highest of those ratios;
+//! - `<key>_errors`: requests that failed, over all rounds;
+//! - `<key>_connections_per_1000`: new connections per 1 000 requests;
+//!
+//! and `requests` (per client per round), `in_flight`, `rounds`, `slice`,
+//! and the texts `cmd` (the command that reproduces the figures) and
+//! `resilience_note` (how tower-resilience was set up).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +69,7 @@ use palisade::breaker::BreakerLayer;
 use palisade::concurrency::ConcurrencyLimitLayer;
 use palisade::retry::RetryLayer;
 use palisade::timeout::{AttemptTimeoutLayer, BodyTimeoutLayer, DeadlineLayer};
+use palisade_bench::results::{Results, load_average, median};
 use palisade_chaos::{Behavior, FlakyServer, Script};
 use palisade_core::Body;
 use palisade_reqwest::{PoolConfig, ReqwestService};
@@ -38,6 +79,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_resilience::bulkhead::BulkheadLayer;
+use tower_resilience::circuitbreaker::{
+    CircuitBreakerError, CircuitBreakerLayer, FailureClassifier, SlidingWindowType,
+};
+use tower_resilience::retry::{ExponentialRandomBackoff, RetryBudgetBuilder};
+use tower_resilience::timelimiter::{FixedTimeout, TimeLimiterLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -50,7 +97,13 @@ enum Peer {
     /// A tower stack over `palisade_reqwest::ReqwestService`, without the
     /// facade: to tell the facade's cost from the layers' and the adapter's.
     Tower(Stack),
+    /// tower-resilience's stack over reqwest.
+    Resilience(ResilienceStack),
 }
+
+/// tower-resilience's stack, boxed: it takes the cloneable
+/// `http::Request<Bytes>` its retry needs.
+type ResilienceStack = BoxCloneSyncService<http::Request<Bytes>, reqwest::Response, BoxError>;
 
 type Stack = BoxCloneSyncService<
     http::Request<Body>,
@@ -72,6 +125,10 @@ impl Peer {
                 }
                 std::hint::black_box(res.into_body().collect().await?.to_bytes());
                 return Ok(());
+            }
+            Self::Resilience(stack) => {
+                let req = http::Request::get(url).body(Bytes::new())?;
+                stack.clone().oneshot(req).await?
             }
         };
         if !res.status().is_success() {
@@ -98,6 +155,113 @@ where
             }),
     )
 }
+
+/// The window tower-resilience's breaker reads.
+#[derive(Clone, Copy)]
+enum Window {
+    /// palisade's (Polly's): the last 30 s, one record per call.
+    Time,
+    /// tower-resilience's default: the last 100 calls.
+    Count,
+}
+
+/// palisade's breaker counts errors and 5xx responses as failures;
+/// tower-resilience's default classifier counts errors only.
+#[derive(Clone, Copy)]
+struct ServerErrors;
+
+impl<E> FailureClassifier<reqwest::Response, E> for ServerErrors {
+    fn classify(&self, result: &Result<reqwest::Response, E>) -> bool {
+        match result {
+            Ok(res) => res.status().is_server_error(),
+            Err(_) => true,
+        }
+    }
+}
+
+/// The statuses palisade's retry retries (`DEFAULT_RETRY_STATUSES`).
+const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// tower-resilience 0.13's stack over `client`, in palisade's order (retry,
+/// circuit breaker, bulkhead, time limiter) and with palisade's defaults as
+/// far as its settings reach:
+///
+/// - retry: 4 attempts, exponential backoff from 2 s with jitter up to
+///   30 s, palisade's retried statuses, errors retried except an open
+///   circuit, and a token-bucket budget of 100 retries refilled at 10 per
+///   second and by each success (palisade: Finagle's 20 % with a reserve of
+///   10 per second × 10 s);
+/// - circuit breaker: failure ratio 0.1 over the last 30 s (or 100 calls),
+///   at least 100 calls, break 5 s, one probe, errors and 5xx failures (one
+///   breaker, not one per host);
+/// - bulkhead: 100 calls at once, waiting up to 5 s (palisade also bounds
+///   its queue to 1024 and holds the slot until the body is read);
+/// - time limiter: 10 s per attempt.
+fn resilience_stack(client: reqwest::Client, window: Window) -> ResilienceStack {
+    let send = tower::service_fn(move |req: http::Request<Bytes>| {
+        let client = client.clone();
+        async move { client.execute(reqwest::Request::try_from(req)?).await }
+    });
+    let time_limiter = TimeLimiterLayer::<FixedTimeout>::builder()
+        .timeout_duration(Duration::from_secs(10))
+        .build();
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent_calls(100)
+        .max_wait_duration(Duration::from_secs(5))
+        .build()
+        .expect("valid bulkhead settings");
+    let breaker = CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.1)
+        .minimum_number_of_calls(100)
+        .wait_duration_in_open(Duration::from_secs(5))
+        .permitted_calls_in_half_open(1);
+    let breaker = match window {
+        Window::Time => breaker
+            .sliding_window_type(SlidingWindowType::TimeBased)
+            .sliding_window_duration(Duration::from_secs(30)),
+        Window::Count => breaker
+            .sliding_window_type(SlidingWindowType::CountBased)
+            .sliding_window_size(100),
+    }
+    .failure_classifier_type(ServerErrors)
+    .build()
+    .expect("valid breaker settings");
+    let backoff = ExponentialRandomBackoff::new(Duration::from_secs(2), 0.5)
+        .expect("valid randomization factor")
+        .max_interval(Duration::from_secs(30));
+    let budget = RetryBudgetBuilder::new()
+        .token_bucket()
+        .tokens_per_second(10.0)
+        .max_tokens(100)
+        .build()
+        .expect("valid budget");
+    let retry = tower_resilience::retry::RetryLayer::builder()
+        .max_attempts(4)
+        .backoff(backoff)
+        .retry_on(|e: &CircuitBreakerError<_>| !matches!(e, CircuitBreakerError::OpenCircuit))
+        .retry_on_response(|res: &reqwest::Response| {
+            RETRY_STATUSES.contains(&res.status().as_u16())
+        })
+        .budget(budget)
+        .build();
+    let stack = ServiceBuilder::new()
+        .layer(retry)
+        .layer(breaker)
+        .layer(bulkhead)
+        .layer(time_limiter)
+        .service(send);
+    BoxCloneSyncService::new(stack.map_err(BoxError::from))
+}
+
+/// The same, in words, for the results file.
+const RESILIENCE_NOTE: &str = "tower-resilience 0.13 (features circuitbreaker, bulkhead, retry, \
+     timelimiter) over a tower::service_fn sending with reqwest (palisade's pool settings): \
+     retry (4 attempts, exponential backoff from 2 s with jitter up to 30 s, palisade's retried \
+     statuses, token-bucket budget of 100 refilled at 10/s) over a circuit breaker (failure \
+     ratio 0.1 over the last 30 s, or the last 100 calls for resilience_count, at least 100 \
+     calls, 5 s break, one probe, errors and 5xx are failures) over a bulkhead (100 at once, \
+     waiting up to 5 s) over a time limiter (10 s). Its retry needs a cloneable request, so \
+     the stack takes http::Request<Bytes> where palisade takes http::Request<palisade::Body>.";
 
 #[derive(Clone, Copy)]
 struct Args {
@@ -197,24 +361,14 @@ async fn slice(
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+/// One client compared: its name in the table, its key in the results.
+struct Client {
+    name: &'static str,
+    key: &'static str,
+    peer: Peer,
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
-fn clients(pool: &PoolConfig) -> Result<Vec<(&'static str, Peer)>, BoxError> {
+fn clients(pool: &PoolConfig) -> Result<Vec<Client>, BoxError> {
     // The baseline: reqwest with the pool settings palisade's default stack
     // uses, and like palisade's transport following no redirects itself.
     let reqwest_pooled = || -> Result<reqwest::Client, BoxError> {
@@ -239,40 +393,68 @@ fn clients(pool: &PoolConfig) -> Result<Vec<(&'static str, Peer)>, BoxError> {
         .layer(AttemptTimeoutLayer::new(secs(10))?)
         .layer(BodyTimeoutLayer::default())
         .service(ReqwestService::new(reqwest_pooled()?));
+    let client = |name, key, peer| Client { name, key, peer };
     Ok(vec![
-        (
+        client(
             "bare reqwest (palisade's PoolConfig)",
+            "reqwest",
             Peer::Reqwest(reqwest_pooled()?),
         ),
-        (
+        client(
             "bare reqwest (`reqwest::Client::new()`)",
+            "reqwest_default",
             Peer::Reqwest(reqwest::Client::new()),
         ),
-        (
+        client(
             "`ReqwestService` alone (tower adapter, no facade)",
+            "reqwest_service",
             Peer::Tower(boxed(adapter)),
         ),
-        (
+        client(
             "standard layers in `ServiceBuilder` over `ReqwestService`",
+            "stack_palisade",
             Peer::Tower(boxed(standard)),
         ),
-        (
+        client(
             "palisade default stack (`palisade::Client`)",
+            "palisade",
             Peer::Palisade(palisade::Client::new()?),
         ),
-        (
+        client(
             "palisade, no layer (`StackConfig::bare()`)",
+            "palisade_bare",
             Peer::Palisade(
                 palisade::Client::builder()
                     .stack(|_| palisade::StackConfig::bare())
                     .build()?,
             ),
         ),
-        (
+        client(
             "reqwest-middleware 0.5 + reqwest-retry 0.9 (3 retries)",
+            "middleware",
             Peer::Middleware(middleware),
         ),
+        client(
+            "tower-resilience 0.13 stack over reqwest",
+            "resilience",
+            Peer::Resilience(resilience_stack(reqwest_pooled()?, Window::Time)),
+        ),
+        client(
+            "tower-resilience 0.13 stack over reqwest, count-based breaker window",
+            "resilience_count",
+            Peer::Resilience(resilience_stack(reqwest_pooled()?, Window::Count)),
+        ),
     ])
+}
+
+/// The command that reproduces this run.
+fn command() -> String {
+    let mut cmd = String::from("cargo run --release -p palisade-bench --bin loopback --");
+    for arg in std::env::args().skip(1) {
+        cmd.push(' ');
+        cmd.push_str(&arg);
+    }
+    cmd
 }
 
 #[tokio::main]
@@ -288,19 +470,19 @@ async fn main() -> Result<(), BoxError> {
     let mut peers = clients(&PoolConfig::default())?;
     if let Some(only) = args.only {
         let mut i = 0;
-        peers.retain(|(name, _)| {
+        peers.retain(|c| {
             i += 1;
-            i == 1 || name.contains(only)
+            i == 1 || c.name.contains(only)
         });
     }
     let n = peers.len();
-    let load_before = load_average();
+    let mut results = Results::new("loopback");
 
     // Warm-up: connections opened, code paged in, allocator settled.
-    for (i, (_, peer)) in peers.iter().enumerate() {
+    for (i, c) in peers.iter().enumerate() {
         let requests = (args.requests / 10).max(args.in_flight);
         slice(
-            peer,
+            &c.peer,
             &server,
             &format!("/warm/{i}"),
             requests,
@@ -323,7 +505,7 @@ async fn main() -> Result<(), BoxError> {
                 // Rotate who goes first, so no client always follows another.
                 let i = (round + s + k) % n;
                 let path = format!("/r{round}/s{s}/c{i}");
-                let r = slice(&peers[i].1, &server, &path, requests, args.in_flight).await;
+                let r = slice(&peers[i].peer, &server, &path, requests, args.in_flight).await;
                 elapsed[i] += r.elapsed;
                 sent[i] += requests;
                 conns[i] += r.connections;
@@ -337,13 +519,13 @@ async fn main() -> Result<(), BoxError> {
             rps[i].push(this[i]);
             ratios[i].push(this[i] / this[0]);
             eprintln!(
-                "round {round}: {:<58} {:>7.0} req/s, ratio {:.3}",
-                peers[i].0, this[i], ratios[i][round]
+                "round {round}: {:<70} {:>7.0} req/s, ratio {:.3}",
+                peers[i].name, this[i], ratios[i][round]
             );
         }
     }
 
-    let base = median(rps[0].clone());
+    let base = median(&rps[0]);
     println!(
         "Loopback, HTTP/1.1, {} requests per client per round in slices of {}, {} in flight, \
          {} rounds, medians; {} CPU(s), load average {} before and {} after.\n",
@@ -352,7 +534,10 @@ async fn main() -> Result<(), BoxError> {
         args.in_flight,
         args.rounds,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_before,
+        match results.values.get("load_before") {
+            Some(palisade_bench::results::Value::Text(t)) => t.as_str(),
+            _ => "?",
+        },
         load_average(),
     );
     println!(
@@ -360,17 +545,34 @@ async fn main() -> Result<(), BoxError> {
     );
     println!("|---|---:|---:|---:|---:|---:|");
     let total = (args.requests * args.rounds) as f64;
-    for (i, (name, _)) in peers.iter().enumerate() {
-        let m = median(rps[i].clone());
+    for (i, c) in peers.iter().enumerate() {
+        let m = median(&rps[i]);
+        let ratio = median(&ratios[i]);
         let lo = ratios[i].iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratios[i].iter().copied().fold(0.0, f64::max);
+        let per_1000 = conns[i] as f64 * 1000.0 / total;
         println!(
-            "| {name} | {m:.0} | {:.3} | {:.3} ({lo:.3}–{hi:.3}) | {:.1} | {} |",
+            "| {} | {m:.0} | {:.3} | {ratio:.3} ({lo:.3}–{hi:.3}) | {per_1000:.1} | {} |",
+            c.name,
             m / base,
-            median(ratios[i].clone()),
-            conns[i] as f64 * 1000.0 / total,
             errors[i],
         );
+        results
+            .number(&format!("{}_rps", c.key), m)
+            .number(&format!("{}_ratio", c.key), ratio)
+            .number(&format!("{}_ratio_min", c.key), lo)
+            .number(&format!("{}_ratio_max", c.key), hi)
+            .number(&format!("{}_errors", c.key), errors[i] as f64)
+            .number(&format!("{}_connections_per_1000", c.key), per_1000);
     }
+    results
+        .number("requests", args.requests as f64)
+        .number("in_flight", args.in_flight as f64)
+        .number("rounds", args.rounds as f64)
+        .number("slice", args.slice as f64)
+        .text("cmd", command())
+        .text("resilience_note", RESILIENCE_NOTE);
+    let path = results.write()?;
+    eprintln!("results written to {}", path.display());
     Ok(())
 }
