@@ -177,7 +177,23 @@ pub(crate) struct KeyState {
     /// When the backend may next be read, in ns since the epoch.
     next_sync: AtomicU64,
     core: Mutex<Core>,
+    /// This key's metric keys, built on first use: a fast-fail while open
+    /// then records its counter without allocating (a label built per call
+    /// cost four allocations on the reject path).
+    #[cfg(feature = "metrics")]
+    metric_keys: std::sync::OnceLock<MetricKeys>,
 }
+
+/// The `metrics` keys one circuit records under, labelled with its key.
+#[cfg(feature = "metrics")]
+struct MetricKeys {
+    rejected: metrics::Key,
+    state: metrics::Key,
+}
+
+#[cfg(feature = "metrics")]
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 impl KeyState {
     fn new(key: Key, rt: Arc<Runtime>) -> Self {
@@ -205,7 +221,29 @@ impl KeyState {
             open_until: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             next_sync: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metric_keys: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Registered through the recorder on every use (not cached as
+    /// handles), so a recorder installed after the first call still sees
+    /// every later one.
+    #[cfg(feature = "metrics")]
+    fn metric_keys(&self) -> &MetricKeys {
+        self.metric_keys.get_or_init(|| {
+            let labels = || vec![metrics::Label::new("server.address", self.key.to_string())];
+            MetricKeys {
+                rejected: metrics::Key::from_parts(
+                    palisade_core::events::metrics::BREAKER_REJECTED,
+                    labels(),
+                ),
+                state: metrics::Key::from_parts(
+                    palisade_core::events::metrics::BREAKER_STATE,
+                    labels(),
+                ),
+            }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -301,11 +339,8 @@ impl KeyState {
             palisade_core::events::BREAKER_REJECTED,
         );
         #[cfg(feature = "metrics")]
-        metrics::counter!(
-            palisade_core::events::metrics::BREAKER_REJECTED,
-            "server.address" => self.key.to_string()
-        )
-        .increment(1);
+        metrics::with_recorder(|r| r.register_counter(&self.metric_keys().rejected, &METADATA))
+            .increment(1);
         CircuitOpen::new(retry_after)
     }
 
@@ -619,16 +654,14 @@ impl KeyState {
             palisade_core::events::BREAKER_STATE_CHANGED,
         );
         #[cfg(feature = "metrics")]
-        metrics::gauge!(
-            palisade_core::events::metrics::BREAKER_STATE,
-            "server.address" => t.key.to_string()
-        )
-        .set(match t.to {
-            CircuitState::Closed => 0.0,
-            CircuitState::Open => 1.0,
-            CircuitState::HalfOpen => 2.0,
-            CircuitState::Isolated => 3.0,
-        });
+        metrics::with_recorder(|r| r.register_gauge(&self.metric_keys().state, &METADATA)).set(
+            match t.to {
+                CircuitState::Closed => 0.0,
+                CircuitState::Open => 1.0,
+                CircuitState::HalfOpen => 2.0,
+                CircuitState::Isolated => 3.0,
+            },
+        );
         if let Some(listener) = &self.rt.listener {
             listener(&t);
         }

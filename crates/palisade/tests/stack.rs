@@ -390,6 +390,21 @@ async fn layer_metrics_record_breaker_state_and_rejections() {
         find("resilience.breaker.rejected"),
         Some(&DebugValue::Counter(2))
     ));
+    // Both rejections land on one series, labelled with the circuit's key.
+    let rejected: Vec<_> = snapshot
+        .iter()
+        .filter(|(k, ..)| k.key().name() == "resilience.breaker.rejected")
+        .collect();
+    assert_eq!(rejected.len(), 1, "one series per circuit");
+    assert!(
+        rejected[0]
+            .0
+            .key()
+            .labels()
+            .any(|l| l.key() == "server.address" && l.value().contains("127.0.0.1")),
+        "labelled with the circuit's key: {:?}",
+        rejected[0].0.key()
+    );
 }
 
 #[tokio::test]
