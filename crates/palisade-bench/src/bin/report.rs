@@ -46,8 +46,8 @@
 //! - `{{ratio name.a name.b}}`: `a / b` with two decimals; a format may
 //!   follow the second operand (`{{ratio name.a name.b:pct}}`).
 //! - `{{aim name.key <= 1.2}}`: `met` when the number compares so with the
-//!   bound (`<`, `<=`, `>`, `>=`), else `**missed**`: verdicts that follow the
-//!   figures instead of going stale.
+//!   bound (`<`, `<=`, `>`, `>=`), else `**missed** by <|value − bound|>`:
+//!   verdicts that follow the figures instead of going stale.
 //! - `{{meta name}}`: `measured 2026-11-23 14:05 UTC on 2 CPUs, load
 //!   3.10→4.20`, from the file's modification time and its `cpus`,
 //!   `load_before` and `load_after` texts.
@@ -961,7 +961,10 @@ fn resolve(d: &Directive, data: &Data) -> Result<String, Vec<Problem>> {
         Directive::Meta(name) => data.meta(name).map_err(|p| vec![p]),
         Directive::Aim(r, op, bound) => match data.number(r) {
             Ok(v) if op.holds(v, *bound) => Ok("met".to_owned()),
-            Ok(_) => Ok("**missed**".to_owned()),
+            Ok(v) => Ok(format!(
+                "**missed** by {}",
+                format_number((v - bound).abs(), Spec::Auto)
+            )),
             Err(p) => Err(vec![p]),
         },
         Directive::Plot(_) => unreachable!("plots are rendered by render_plot"),
@@ -1511,7 +1514,7 @@ mod tests {
                  {{aim loopback.zero <= 0}} {{aim loopback.zero > 0}}";
         let out = render(t, &data());
         assert!(out.errors.is_empty() && out.missing.is_empty());
-        assert_eq!(out.markdown, "**missed** met met **missed**");
+        assert_eq!(out.markdown, "**missed** by 0.364 met met **missed** by 0");
         for bad in [
             "{{aim loopback.zero}}",
             "{{aim loopback.zero == 0}}",
