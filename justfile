@@ -15,7 +15,7 @@ lint:
 demo:
     cargo run --release -p palisade-cli -- demo
 
-# Benchmarks; figures and how to read them are in docs/benchmarks.md.
+# Every benchmark, then regenerate docs/benchmarks.md and its plots from the results.
 bench:
     ./scripts/bench.sh
 

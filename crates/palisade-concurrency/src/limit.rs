@@ -377,9 +377,9 @@ impl Default for Gradient2 {
 /// **Smoothing defaults to 0.2, not Netflix's 1.0.** The limit is updated on
 /// every response, so with many responses per round trip an unsmoothed Vegas
 /// reacts to the same queue dozens of times before its effect is seen: in
-/// the simulated overload of `docs/benchmarks/palisade-concurrency.md` it
-/// swings between a quarter and twice the upstream's capacity and wastes
-/// about a fifth of it, where 0.2 holds it near capacity. Set
+/// the simulated overload of `docs/benchmarks/palisade-concurrency.md` (the
+/// `overload` example) it swings far below and above the upstream's
+/// capacity and wastes part of it, where 0.2 holds it near capacity. Set
 /// [`smoothing(1.0)`](Self::smoothing) for Netflix's behaviour.
 ///
 /// **Drops** lower the limit by `L` without touching the no-load latency: a
