@@ -83,7 +83,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::hint::black_box;
 use std::pin::pin;
 use std::time::Duration;
@@ -91,59 +91,27 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, Uri};
-use http_body_util::Full;
 use palisade::breaker::BreakerLayer;
 use palisade::concurrency::ConcurrencyLimitLayer;
 use palisade::ratelimit::{Quota, RateLimitLayer};
 use palisade::retry::RetryLayer;
 use palisade::timeout::{AttemptTimeoutLayer, BodyTimeoutLayer, DeadlineLayer};
 use palisade::{Body, StackConfig};
+use palisade_bench::peers::{
+    RESILIENCE_NOTE, Window, breaker as resilience_breaker, bulkhead as resilience_bulkhead,
+    resilience_stack, retry as resilience_retry, time_limiter as resilience_time_limiter,
+};
 use palisade_bench::results::{Results, median};
+use palisade_bench::upstream::{Res, pending, ready};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_resilience::bulkhead::{BulkheadLayer, BulkheadServiceError};
-use tower_resilience::circuitbreaker::{
-    CircuitBreakerError, CircuitBreakerLayer, FailureClassifier, SlidingWindowType,
-};
-use tower_resilience::retry::{ExponentialRandomBackoff, RetryBudgetBuilder};
-use tower_resilience::timelimiter::{TimeLimiterError, TimeLimiterLayer};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_resilience::circuitbreaker::CircuitBreakerError;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 const URL: &str = "http://upstream.bench/items";
-
-type Res = Response<Full<Bytes>>;
-
-fn ok() -> Res {
-    Response::new(Full::new(Bytes::from_static(b"ok")))
-}
-
-fn pending() -> impl Service<
-    Request<Body>,
-    Response = Res,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Res, Infallible>> + Send,
-> + Clone
-+ Send
-+ Sync {
-    service_fn(|_req: Request<Body>| async {
-        tokio::task::yield_now().await;
-        Ok::<_, Infallible>(ok())
-    })
-}
-
-fn ready() -> impl Service<
-    Request<Body>,
-    Response = Res,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Res, Infallible>> + Send,
-> + Clone
-+ Send
-+ Sync {
-    service_fn(|_req: Request<Body>| std::future::ready(Ok::<_, Infallible>(ok())))
-}
 
 /// tower's `Retry` needs a policy; this one retries errors up to 3 times
 /// and never a response, the least a retry layer does.
@@ -178,7 +146,8 @@ impl<Res, E> tower::retry::Policy<Request<Body>, Res, E> for RetryErrors {
 }
 
 // ---------------------------------------------------------------------------
-// tower-resilience 0.13, set up as close to palisade's defaults as it reaches.
+// tower-resilience 0.13, set up as close to palisade's defaults as it
+// reaches: `palisade_bench::peers` says how.
 
 /// The request tower-resilience's rows send: its `Retry` needs `Req: Clone`,
 /// and `http::Request<Bytes>` is (`http::Request<palisade::Body>` is not).
@@ -188,126 +157,6 @@ type CloneReq = Request<Bytes>;
 /// `http::Request<palisade::Body>`, under its stack.
 fn adapter<S>(upstream: S) -> tower::util::MapRequest<S, fn(CloneReq) -> Request<Body>> {
     tower::util::MapRequest::new(upstream, |req: CloneReq| req.map(Body::from))
-}
-
-/// palisade's breaker counts errors and 5xx responses as failures
-/// (`palisade_core::classify`); tower-resilience's default counts errors
-/// only, so its breaker gets this classifier.
-#[derive(Clone, Copy)]
-struct ServerErrors;
-
-impl<B, E> FailureClassifier<Response<B>, E> for ServerErrors {
-    fn classify(&self, result: &Result<Response<B>, E>) -> bool {
-        match result {
-            Ok(res) => res.status().is_server_error(),
-            Err(_) => true,
-        }
-    }
-}
-
-/// The statuses palisade's retry retries (`DEFAULT_RETRY_STATUSES`).
-const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
-
-/// palisade's `AttemptTimeoutLayer::new(10 s)`: a 10 s time limit per attempt.
-fn resilience_time_limiter() -> TimeLimiterLayer<tower_resilience::timelimiter::FixedTimeout> {
-    TimeLimiterLayer::builder()
-        .timeout_duration(secs(10))
-        .build()
-}
-
-/// palisade's `ConcurrencyLimitLayer::default()`: 100 calls at once, a
-/// caller waits up to 5 s for a slot (tower-resilience has no queue bound,
-/// palisade's is 1024, and no per-host key).
-fn resilience_bulkhead() -> BulkheadLayer {
-    BulkheadLayer::builder()
-        .max_concurrent_calls(100)
-        .max_wait_duration(secs(5))
-        .build()
-        .expect("valid bulkhead settings")
-}
-
-/// The window tower-resilience's breaker reads.
-#[derive(Clone, Copy)]
-enum Window {
-    /// palisade's (Polly's): the last 30 s. tower-resilience keeps one
-    /// record per call in it and scans them all on every call, so a call
-    /// costs more the more calls the last 30 s saw.
-    Time,
-    /// tower-resilience's default: 100 calls, counted.
-    Count,
-}
-
-/// palisade's `BreakerLayer::new()` (Polly's standard handler): failure
-/// ratio 0.1 over a 30 s window (or 100 calls), at least 100 calls, break
-/// 5 s, one probe; errors and 5xx count as failures. (One breaker, not one
-/// per host; no growing break.)
-fn resilience_breaker(window: Window) -> CircuitBreakerLayer<ServerErrors> {
-    let builder = CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.1)
-        .minimum_number_of_calls(100)
-        .wait_duration_in_open(secs(5))
-        .permitted_calls_in_half_open(1);
-    let builder = match window {
-        Window::Time => builder
-            .sliding_window_type(SlidingWindowType::TimeBased)
-            .sliding_window_duration(secs(30)),
-        Window::Count => builder
-            .sliding_window_type(SlidingWindowType::CountBased)
-            .sliding_window_size(100),
-    };
-    builder
-        .failure_classifier_type(ServerErrors)
-        .build()
-        .expect("valid breaker settings")
-}
-
-/// palisade's `RetryLayer::default()`: 4 attempts (3 retries), exponential
-/// backoff from 2 s with jitter, at most 30 s, the same retried statuses,
-/// errors retried except an open circuit, and a budget: a token bucket of
-/// 100 retries refilled at 10 per second and by each success
-/// (tower-resilience has no Finagle-style 20 % ratio; palisade's reserve is
-/// 10 per second × 10 s).
-fn resilience_retry<Req, B, E>()
--> tower_resilience::retry::RetryLayer<Req, Response<B>, CircuitBreakerError<E>> {
-    let backoff = ExponentialRandomBackoff::new(secs(2), 0.5)
-        .expect("valid randomization factor")
-        .max_interval(secs(30));
-    let budget = RetryBudgetBuilder::new()
-        .token_bucket()
-        .tokens_per_second(10.0)
-        .max_tokens(100)
-        .build()
-        .expect("valid budget");
-    tower_resilience::retry::RetryLayer::builder()
-        .max_attempts(4)
-        .backoff(backoff)
-        .retry_on(|e: &CircuitBreakerError<E>| !matches!(e, CircuitBreakerError::OpenCircuit))
-        .retry_on_response(|res: &Response<B>| RETRY_STATUSES.contains(&res.status().as_u16()))
-        .budget(budget)
-        .build()
-}
-
-/// The error tower-resilience's stack returns over an upstream failing with `E`.
-type ResilienceError<E> = CircuitBreakerError<BulkheadServiceError<TimeLimiterError<E>>>;
-
-/// tower-resilience's stack, in palisade's order: retry outermost, then
-/// circuit breaker, bulkhead and time limiter.
-fn resilience_stack<S, B>(
-    upstream: S,
-    window: Window,
-) -> impl Service<CloneReq, Response = Response<B>, Error = ResilienceError<S::Error>> + Clone
-where
-    S: Service<CloneReq, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    ServiceBuilder::new()
-        .layer(resilience_retry())
-        .layer(resilience_breaker(window))
-        .layer(resilience_bulkhead())
-        .layer(resilience_time_limiter())
-        .service(upstream)
 }
 
 // ---------------------------------------------------------------------------
@@ -806,14 +655,11 @@ fn stack(c: &mut Criterion) {
         .text("cmd", command())
         .text(
             "resilience_note",
-            "tower-resilience 0.13 (features circuitbreaker, bulkhead, retry, timelimiter): \
-             retry (4 attempts, exponential backoff from 2 s with jitter up to 30 s, palisade's \
-             retried statuses, token-bucket budget of 100 refilled at 10/s) over a circuit \
-             breaker (failure ratio 0.1 over the last 30 s, or the last 100 calls in the *_count \
-             rows, at least 100 calls, 5 s break, one probe, errors and 5xx are failures) over a bulkhead (100 at once, waiting up to \
-             5 s) over a time limiter (10 s). Its retry needs a cloneable request, so its rows \
-             send http::Request<Bytes>, turned into http::Request<palisade::Body> by an adapter \
-             above the upstream (resilience_baseline is that adapter alone).",
+            format!(
+                "{RESILIENCE_NOTE} Here an adapter above the upstream turns its \
+                 http::Request<Bytes> into http::Request<palisade::Body> (resilience_baseline \
+                 is that adapter alone)."
+            ),
         );
     match results.write() {
         Ok(path) => println!("results written to {}", path.display()),

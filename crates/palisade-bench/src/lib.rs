@@ -15,6 +15,10 @@
 //! | `bin/redis_decisions` | palisade-redis decisions per second over loopback (needs `redis-server`) | `redis` |
 //! | `bin/report` | renders `report/benchmarks.md.in` into `docs/benchmarks.md` and `docs/benchmarks/*.svg` | — |
 //!
+//! The targets share [`upstream`] (the in-memory upstreams the per-call
+//! figures are measured over), [`peers`] (tower-resilience set up as close
+//! to palisade's defaults as it reaches) and [`results`].
+//!
 //! `docs/benchmarks/palisade-stack.md` and its siblings keep the method
 //! notes and investigations behind the figures; the figures themselves live
 //! only on the generated page.
@@ -40,6 +44,9 @@
 //! assert_eq!(res.status(), 200);
 //! # Ok(()) }
 //! ```
+
+pub mod peers;
+pub mod upstream;
 
 pub mod results {
     //! Machine-readable results: every benchmark binary and bench target

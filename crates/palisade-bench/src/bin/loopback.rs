@@ -69,6 +69,7 @@ use palisade::breaker::BreakerLayer;
 use palisade::concurrency::ConcurrencyLimitLayer;
 use palisade::retry::RetryLayer;
 use palisade::timeout::{AttemptTimeoutLayer, BodyTimeoutLayer, DeadlineLayer};
+use palisade_bench::peers::{self, RESILIENCE_NOTE, Window};
 use palisade_bench::results::{Results, load_average, median};
 use palisade_chaos::{Behavior, FlakyServer, Script};
 use palisade_core::Body;
@@ -79,12 +80,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_resilience::bulkhead::BulkheadLayer;
-use tower_resilience::circuitbreaker::{
-    CircuitBreakerError, CircuitBreakerLayer, FailureClassifier, SlidingWindowType,
-};
-use tower_resilience::retry::{ExponentialRandomBackoff, RetryBudgetBuilder};
-use tower_resilience::timelimiter::{FixedTimeout, TimeLimiterLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -156,112 +151,16 @@ where
     )
 }
 
-/// The window tower-resilience's breaker reads.
-#[derive(Clone, Copy)]
-enum Window {
-    /// palisade's (Polly's): the last 30 s, one record per call.
-    Time,
-    /// tower-resilience's default: the last 100 calls.
-    Count,
-}
-
-/// palisade's breaker counts errors and 5xx responses as failures;
-/// tower-resilience's default classifier counts errors only.
-#[derive(Clone, Copy)]
-struct ServerErrors;
-
-impl<E> FailureClassifier<reqwest::Response, E> for ServerErrors {
-    fn classify(&self, result: &Result<reqwest::Response, E>) -> bool {
-        match result {
-            Ok(res) => res.status().is_server_error(),
-            Err(_) => true,
-        }
-    }
-}
-
-/// The statuses palisade's retry retries (`DEFAULT_RETRY_STATUSES`).
-const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
-
-/// tower-resilience 0.13's stack over `client`, in palisade's order (retry,
-/// circuit breaker, bulkhead, time limiter) and with palisade's defaults as
-/// far as its settings reach:
-///
-/// - retry: 4 attempts, exponential backoff from 2 s with jitter up to
-///   30 s, palisade's retried statuses, errors retried except an open
-///   circuit, and a token-bucket budget of 100 retries refilled at 10 per
-///   second and by each success (palisade: Finagle's 20 % with a reserve of
-///   10 per second × 10 s);
-/// - circuit breaker: failure ratio 0.1 over the last 30 s (or 100 calls),
-///   at least 100 calls, break 5 s, one probe, errors and 5xx failures (one
-///   breaker, not one per host);
-/// - bulkhead: 100 calls at once, waiting up to 5 s (palisade also bounds
-///   its queue to 1024 and holds the slot until the body is read);
-/// - time limiter: 10 s per attempt.
+/// tower-resilience 0.13's stack (`palisade_bench::peers` says how it is
+/// set up) over a `tower::service_fn` sending with `client`.
 fn resilience_stack(client: reqwest::Client, window: Window) -> ResilienceStack {
     let send = tower::service_fn(move |req: http::Request<Bytes>| {
         let client = client.clone();
         async move { client.execute(reqwest::Request::try_from(req)?).await }
     });
-    let time_limiter = TimeLimiterLayer::<FixedTimeout>::builder()
-        .timeout_duration(Duration::from_secs(10))
-        .build();
-    let bulkhead = BulkheadLayer::builder()
-        .max_concurrent_calls(100)
-        .max_wait_duration(Duration::from_secs(5))
-        .build()
-        .expect("valid bulkhead settings");
-    let breaker = CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.1)
-        .minimum_number_of_calls(100)
-        .wait_duration_in_open(Duration::from_secs(5))
-        .permitted_calls_in_half_open(1);
-    let breaker = match window {
-        Window::Time => breaker
-            .sliding_window_type(SlidingWindowType::TimeBased)
-            .sliding_window_duration(Duration::from_secs(30)),
-        Window::Count => breaker
-            .sliding_window_type(SlidingWindowType::CountBased)
-            .sliding_window_size(100),
-    }
-    .failure_classifier_type(ServerErrors)
-    .build()
-    .expect("valid breaker settings");
-    let backoff = ExponentialRandomBackoff::new(Duration::from_secs(2), 0.5)
-        .expect("valid randomization factor")
-        .max_interval(Duration::from_secs(30));
-    let budget = RetryBudgetBuilder::new()
-        .token_bucket()
-        .tokens_per_second(10.0)
-        .max_tokens(100)
-        .build()
-        .expect("valid budget");
-    let retry = tower_resilience::retry::RetryLayer::builder()
-        .max_attempts(4)
-        .backoff(backoff)
-        .retry_on(|e: &CircuitBreakerError<_>| !matches!(e, CircuitBreakerError::OpenCircuit))
-        .retry_on_response(|res: &reqwest::Response| {
-            RETRY_STATUSES.contains(&res.status().as_u16())
-        })
-        .budget(budget)
-        .build();
-    let stack = ServiceBuilder::new()
-        .layer(retry)
-        .layer(breaker)
-        .layer(bulkhead)
-        .layer(time_limiter)
-        .service(send);
+    let stack = peers::resilience_stack(send, window);
     BoxCloneSyncService::new(stack.map_err(BoxError::from))
 }
-
-/// The same, in words, for the results file.
-const RESILIENCE_NOTE: &str = "tower-resilience 0.13 (features circuitbreaker, bulkhead, retry, \
-     timelimiter) over a tower::service_fn sending with reqwest (palisade's pool settings): \
-     retry (4 attempts, exponential backoff from 2 s with jitter up to 30 s, palisade's retried \
-     statuses, token-bucket budget of 100 refilled at 10/s) over a circuit breaker (failure \
-     ratio 0.1 over the last 30 s, or the last 100 calls for resilience_count, at least 100 \
-     calls, 5 s break, one probe, errors and 5xx are failures) over a bulkhead (100 at once, \
-     waiting up to 5 s) over a time limiter (10 s). Its retry needs a cloneable request, so \
-     the stack takes http::Request<Bytes> where palisade takes http::Request<palisade::Body>.";
 
 #[derive(Clone, Copy)]
 struct Args {
