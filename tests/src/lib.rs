@@ -20,6 +20,8 @@
 //!
 //! Run it with `cargo test -p palisade-tests`.
 
+pub mod servers;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
