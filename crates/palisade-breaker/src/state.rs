@@ -348,7 +348,7 @@ impl KeyState {
     /// when the outcome changed the circuit and a backend is set.
     pub(crate) fn record(&self, ticket: &Ticket, class: &Class) -> Option<SharedState> {
         let rt = &*self.rt;
-        let refused = matches!(class, Class::Rejected);
+        let refused = class.is_neutral();
         let failed = class.is_failure();
         let now = if rt.slow_ns.is_some() || self.window_needs_time() {
             rt.now_ns()

@@ -49,6 +49,13 @@ impl<K, C> ConcurrencyLimitLayer<K, C> {
         }
     }
 
+    /// The most requests one key may have in flight: the fixed limit, or an
+    /// adaptive limit's maximum. A connection pool that keeps fewer idle
+    /// connections per host than this churns connections under full load.
+    pub fn max_in_flight_per_key(&self) -> usize {
+        self.shared.config.limit.bounds().1
+    }
+
     /// A read handle on the shared state: limits, in flight, queues, waits.
     pub fn diagnostics(&self) -> Diagnostics {
         Diagnostics::new(self.shared.clone())

@@ -89,9 +89,22 @@ impl Class {
     /// timeout, a connect failure or another transport failure. Client errors,
     /// 429s and local rejections are not failures.
     pub const fn is_failure(&self) -> bool {
+        match self {
+            Self::ServerError { .. } | Self::Timeout | Self::Connect => true,
+            Self::Transport(kind) => !matches!(kind, TransportErrorKind::Certificate),
+            _ => false,
+        }
+    }
+
+    /// Whether the outcome says nothing about the upstream's health, so a
+    /// breaker neither counts it as a failure nor as a success: a local
+    /// refusal ([`Rejected`](Self::Rejected)), or a TLS certificate the
+    /// client refused ([`TransportErrorKind::Certificate`]), which is the
+    /// client's trust setting, not the host's health.
+    pub const fn is_neutral(&self) -> bool {
         matches!(
             self,
-            Self::ServerError { .. } | Self::Timeout | Self::Connect | Self::Transport(_)
+            Self::Rejected | Self::Transport(TransportErrorKind::Certificate)
         )
     }
 

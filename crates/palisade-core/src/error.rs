@@ -212,12 +212,18 @@ pub enum TransportErrorKind {
     Request,
     /// Any other failure after the request may have reached the server.
     Other,
+    /// The server's TLS certificate was refused: an unknown issuer, a wrong
+    /// name, an expired or revoked certificate. The request was not sent,
+    /// and sending it again cannot succeed until the client trusts the
+    /// certificate, so it is never retried and says nothing about the
+    /// upstream's health.
+    Certificate,
 }
 
 impl TransportErrorKind {
     /// Whether the request certainly never reached the server.
     pub const fn never_sent(self) -> bool {
-        matches!(self, Self::Connect | Self::Request)
+        matches!(self, Self::Connect | Self::Request | Self::Certificate)
     }
 
     const fn as_str(self) -> &'static str {
@@ -228,6 +234,7 @@ impl TransportErrorKind {
             Self::Truncated => "truncated body",
             Self::Request => "invalid request",
             Self::Other => "transport",
+            Self::Certificate => "certificate refused",
         }
     }
 }

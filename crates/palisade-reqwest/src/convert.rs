@@ -53,11 +53,18 @@ where
 
 fn rebuild(mut parts: http::response::Parts, body: reqwest::Body) -> reqwest::Response {
     let url = parts.extensions.remove::<reqwest::Url>();
-    let mut res = http::Response::new(body);
-    *res.status_mut() = parts.status;
-    *res.version_mut() = parts.version;
-    *res.headers_mut() = parts.headers;
-    *res.extensions_mut() = parts.extensions;
+    to_reqwest_response(http::Response::from_parts(parts, body), url)
+}
+
+/// Turns an `http::Response<reqwest::Body>` into a `reqwest::Response`
+/// whose [`url()`](reqwest::Response::url) is `url` (reqwest keeps the URL
+/// in a private extension that only its builder can set). Nothing is
+/// copied: the head moves, the body is not wrapped again.
+pub fn to_reqwest_response(
+    res: http::Response<reqwest::Body>,
+    url: Option<reqwest::Url>,
+) -> reqwest::Response {
+    let mut res = res;
     if let Some(url) = url {
         // reqwest reads the URL from its own private extension, which only
         // its builder extension trait can set.

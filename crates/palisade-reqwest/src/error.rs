@@ -20,6 +20,7 @@ pub fn transport_error(err: reqwest::Error) -> TransportError {
 /// | the error | kind |
 /// |---|---|
 /// | `is_builder()`: bad URL, scheme, header | `Request`: never sent |
+/// | a TLS certificate refused (rustls `InvalidCertificate`, `UnknownIssuer`, a wrong name, expired) | `Certificate`: never sent, permanent |
 /// | `is_connect()`: DNS, refused, TLS handshake, connect timeout | `Connect`: never sent |
 /// | `is_timeout()`: reqwest's own timeouts | `Timeout` |
 /// | connection reset, aborted, broken pipe in the source chain | `Reset` |
@@ -34,6 +35,9 @@ pub fn transport_error_kind(err: &reqwest::Error) -> TransportErrorKind {
         return TransportErrorKind::Request;
     }
     if err.is_connect() {
+        if certificate_refused(err) {
+            return TransportErrorKind::Certificate;
+        }
         return TransportErrorKind::Connect;
     }
     if err.is_timeout() {
@@ -70,6 +74,29 @@ pub fn transport_error_kind(err: &reqwest::Error) -> TransportErrorKind {
         };
     }
     TransportErrorKind::Other
+}
+
+/// Whether rustls refused the server's certificate somewhere in `err`'s
+/// source chain (possibly inside an `io::Error`).
+fn certificate_refused(err: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::InvalidCertRevocationList(_)
+                    | rustls::Error::NoCertificatesPresented
+            );
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// An invalid [`PoolConfig`](crate::PoolConfig), or a client reqwest could

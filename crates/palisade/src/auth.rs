@@ -240,7 +240,20 @@ impl TokenCache {
     }
 }
 
+/// How long [`ClientCredentials`] waits to connect to the token endpoint.
+pub const TOKEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`ClientCredentials`] waits for the token endpoint's whole
+/// answer. A request waiting for a token is also bounded by its own
+/// deadline, whichever comes first.
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// OAuth2 client credentials (RFC 6749 §4.4) as a [`TokenProvider`].
+///
+/// Its requests to the token endpoint connect within
+/// [`TOKEN_CONNECT_TIMEOUT`] and finish within [`TOKEN_TIMEOUT`]; a request
+/// that waits for the token is bounded by its own deadline too, so a token
+/// endpoint that never answers fails the waiting requests, and frees the
+/// single refresh slot, in time.
 ///
 /// Posts `grant_type=client_credentials` (and `scope`, when set) to the token
 /// endpoint with HTTP Basic client authentication, and reads `access_token`
@@ -274,7 +287,11 @@ impl ClientCredentials {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
             scope: None,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .connect_timeout(TOKEN_CONNECT_TIMEOUT)
+                .timeout(TOKEN_TIMEOUT)
+                .build()
+                .map_err(|e| Error::config("could not build the token client").with_source(e))?,
         })
     }
 

@@ -4,24 +4,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION,
-};
-use http::{HeaderMap, Method, StatusCode};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
 use palisade_core::{Body, BoxError, Key};
-use reqwest::ResponseBuilderExt;
 use tower::ServiceExt;
 
 use crate::auth::Auth;
+use crate::credentials::Credentials;
 use crate::error::{Error, Kind};
 use crate::in_flight::Outcome;
-use crate::request::{Overrides, RequestBuilder};
+use crate::request::{Request, RequestBuilder};
 use crate::shutdown::Shutdown;
 use crate::stack::{self, CustomLayer, Route, StackConfig};
 
 /// The default number of redirects followed, as reqwest and httpx's
 /// `follow_redirects=True` (20 in httpx, 10 in reqwest; we take reqwest's).
 pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
+/// The `User-Agent` a request carries when nothing else sets one.
+pub const DEFAULT_USER_AGENT: &str = concat!("palisade/", env!("CARGO_PKG_VERSION"));
 
 /// A resilient HTTP client: reqwest behind palisade's standard stack.
 ///
@@ -33,14 +34,16 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    base_url: Option<reqwest::Url>,
-    headers: HeaderMap,
-    auth: Option<Auth>,
+pub(crate) struct Inner {
+    pub(crate) base_url: Option<reqwest::Url>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) credentials: Credentials,
+    pub(crate) user_agent: HeaderValue,
     default: Route,
     mounts: Vec<(String, Route)>,
     shutdown: Arc<Shutdown>,
-    max_redirects: usize,
+    pub(crate) max_redirects: usize,
     idempotency_header: HeaderName,
     description: stack::Description,
     #[cfg(feature = "metrics")]
@@ -133,6 +136,10 @@ impl Client {
         }
     }
 
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     pub(crate) fn idempotency_header(&self) -> &str {
         self.inner.idempotency_header.as_str()
     }
@@ -161,7 +168,7 @@ impl Client {
         self.inner.shutdown.is_closed()
     }
 
-    fn route(&self, url: &reqwest::Url) -> &Route {
+    pub(crate) fn route(&self, url: &reqwest::Url) -> &Route {
         let s = url.as_str();
         self.inner
             .mounts
@@ -170,42 +177,30 @@ impl Client {
             .map_or(&self.inner.default, |(_, svc)| svc)
     }
 
-    /// Sends a built request: one logical request, redirects and credential
-    /// refreshes included, under one span, one set of metrics and the
-    /// shutdown guard.
-    pub(crate) async fn execute(rb: RequestBuilder) -> Result<reqwest::Response, Error> {
-        let RequestBuilder {
-            client,
-            method,
-            url,
-            headers,
-            body,
-            overrides,
-            error,
-        } = rb;
-        let url = match (error, url) {
-            (Some(e), url) => return Err(e.with_url(url.ok())),
-            (None, Err(e)) => return Err(e),
-            (None, Ok(url)) => url,
-        };
-        let Some(in_flight) = client.inner.shutdown.admit() else {
+    /// Sends a built [`Request`] (from [`RequestBuilder::build`]): one
+    /// logical request, as `reqwest::Client::execute`.
+    pub async fn execute(&self, request: Request) -> Result<reqwest::Response, Error> {
+        let Some(in_flight) = self.inner.shutdown.admit() else {
             return Err(Error::new(Kind::Shutdown)
                 .with_message("the client is shut down")
-                .with_url(Some(url)));
+                .with_url(Some(request.url)));
         };
-        // Parsed once: the first hop's URI, its key for the span, the
-        // metrics and the credentials' scope.
-        let uri = parse_uri(&url);
-        let key = uri.as_ref().map_or_else(|_| Key::global(), Key::origin);
+        // The key of the first hop, for the span and the metrics.
+        let key = request
+            .url
+            .as_str()
+            .parse::<http::Uri>()
+            .map_or_else(|_| Key::global(), |u| Key::origin(&u));
         #[cfg(feature = "metrics")]
-        let metric_keys = client.inner.metric_keys.origin(&key);
+        let metric_keys = self.inner.metric_keys.origin(&key);
         #[cfg(feature = "metrics")]
         let _active = crate::telemetry::Active::new(&metric_keys);
+        let method = request.method.clone();
         let span = tracing::info_span!(
             target: "palisade",
             "request",
             method = %method,
-            url = %crate::redact::url(&url),
+            url = %crate::redact::url(&request.url),
             key = %key,
             status = tracing::field::Empty,
             attempts = tracing::field::Empty,
@@ -213,17 +208,23 @@ impl Client {
             error = tracing::field::Empty,
         );
         let start = tokio::time::Instant::now();
-        let run = client.run(method.clone(), &url, uri, headers, body, overrides);
+        // One deadline for the whole logical request, every hop included.
+        let deadline = crate::hop::entry_deadline(
+            request.overrides.deadline,
+            self.route(&request.url).deadline(),
+        );
+        let first_url = request.url.clone();
+        let run = self.run(request, deadline);
         let outcome =
             crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
         let out = match outcome {
-            Outcome::Done(Ok((res, redirected)), _) => {
-                Ok(into_reqwest(res, redirected.unwrap_or(url)))
+            Outcome::Done(Ok((res, url)), _) => {
+                Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }
             Outcome::Done(Err(e), attempts) => Err(e.with_attempts(attempts)),
             Outcome::Cancelled => Err(Error::new(Kind::Shutdown)
                 .with_message("cancelled by shutdown after its grace period")
-                .with_url(Some(url))),
+                .with_url(Some(first_url))),
         };
         let elapsed = start.elapsed();
         span.record("duration_ms", elapsed.as_millis() as u64);
@@ -239,181 +240,6 @@ impl Client {
             }
         }
         out
-    }
-
-    /// Sends the request through the stack hop by hop: credentials, their
-    /// refresh on a 401, redirects. Returns the last response and, when it
-    /// was redirected, its URL.
-    async fn run(
-        &self,
-        mut method: Method,
-        first_url: &reqwest::Url,
-        first_uri: Result<http::Uri, Error>,
-        mut headers: HeaderMap,
-        mut body: Body,
-        overrides: Overrides,
-    ) -> Result<(http::Response<reqwest::Body>, Option<reqwest::Url>), Error> {
-        let mut redirects = 0;
-        let mut refreshed = false;
-        // The URL after redirects, and the next hop's URI when it is known.
-        let mut redirected: Option<reqwest::Url> = None;
-        let mut next_uri = Some(first_uri);
-        loop {
-            let url = redirected.as_ref().unwrap_or(first_url);
-            let uri = match next_uri.take() {
-                Some(uri) => uri?,
-                None => parse_uri(url)?,
-            };
-            let mut req_headers = self.inner.headers.clone();
-            for name in headers.keys() {
-                req_headers.remove(name);
-            }
-            for (name, value) in &headers {
-                req_headers.append(name.clone(), value.clone());
-            }
-            let mut used_token = None;
-            if let Some(auth) = self.inner.auth.as_ref().filter(|a| a.applies_to(&uri)) {
-                let (name, value) = auth
-                    .header()
-                    .await
-                    .map_err(|e| e.with_url(Some(url.clone())))?;
-                req_headers.insert(name, value.clone());
-                used_token = Some(value);
-            }
-            let replay = body.try_clone().ok();
-            let mut req = http::Request::new(body);
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = uri.clone();
-            *req.headers_mut() = req_headers;
-            {
-                use palisade_core::overrides as o;
-                let ext = req.extensions_mut();
-                if let Some(d) = overrides.attempt_timeout {
-                    ext.insert(o::AttemptTimeout(d));
-                }
-                if let Some(d) = overrides.deadline {
-                    ext.insert(o::TotalTimeout(d));
-                }
-                if let Some(n) = overrides.retries {
-                    ext.insert(o::MaxRetries(n));
-                }
-            }
-
-            let res = self
-                .route(url)
-                .send(req)
-                .await
-                .map_err(|e: BoxError| Error::from_stack(e).with_url(Some(url.clone())))?;
-
-            if res.status() == StatusCode::UNAUTHORIZED
-                && !refreshed
-                && let (Some(auth), Some(token), Some(again)) = (
-                    self.inner.auth.as_ref(),
-                    used_token.as_ref(),
-                    replay.as_ref(),
-                )
-                && auth.can_refresh()
-            {
-                auth.invalidate(token);
-                refreshed = true;
-                body = again.try_clone().unwrap_or_default();
-                next_uri = Some(Ok(uri));
-                continue;
-            }
-
-            if res.status().is_redirection()
-                && self.inner.max_redirects > 0
-                && let Some(next) = redirect_target(url, res.headers())
-            {
-                if redirects >= self.inner.max_redirects {
-                    return Err(Error::new(Kind::Transport)
-                        .with_message(format!(
-                            "too many redirects (more than {})",
-                            self.inner.max_redirects
-                        ))
-                        .with_url(Some(url.clone())));
-                }
-                let status = res.status();
-                let keep_body = matches!(
-                    status,
-                    StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
-                );
-                if keep_body {
-                    match replay {
-                        Some(b) => body = b,
-                        // The body cannot be sent again: hand the redirect to the caller.
-                        None => return Ok((res, redirected)),
-                    }
-                } else {
-                    if status == StatusCode::SEE_OTHER && method != Method::HEAD
-                        || method == Method::POST
-                    {
-                        method = Method::GET;
-                    }
-                    body = Body::empty();
-                    for h in [CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING] {
-                        headers.remove(h);
-                    }
-                }
-                let target = parse_uri(&next);
-                let same_origin = match &target {
-                    Ok(t) => Key::origin(&uri) == Key::origin(t),
-                    Err(_) => Key::origin(&uri) == Key::global(),
-                };
-                if !same_origin {
-                    strip_credentials(&mut headers);
-                }
-                redirects += 1;
-                redirected = Some(next);
-                next_uri = Some(target);
-                continue;
-            }
-            return Ok((res, redirected));
-        }
-    }
-}
-
-/// The `http::Uri` of a request to `url`.
-fn parse_uri(url: &reqwest::Url) -> Result<http::Uri, Error> {
-    url.as_str().parse().map_err(|e| {
-        Error::invalid_request(format!("malformed URL: {e}")).with_url(Some(url.clone()))
-    })
-}
-
-/// Drops every credential from headers before they cross to another origin:
-/// the standard credential headers, and every header marked sensitive.
-fn strip_credentials(headers: &mut HeaderMap) {
-    let secret: Vec<HeaderName> = headers
-        .iter()
-        .filter(|(k, v)| v.is_sensitive() || crate::redact::is_credential(k))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for h in secret {
-        headers.remove(h);
-    }
-}
-
-fn redirect_target(base: &reqwest::Url, headers: &HeaderMap) -> Option<reqwest::Url> {
-    let loc = headers.get(LOCATION)?.to_str().ok()?;
-    let next = base.join(loc).ok()?;
-    matches!(next.scheme(), "http" | "https").then_some(next)
-}
-
-fn into_reqwest(res: http::Response<reqwest::Body>, url: reqwest::Url) -> reqwest::Response {
-    let (parts, body) = res.into_parts();
-    let mut b = http::Response::builder()
-        .status(parts.status)
-        .version(parts.version);
-    if let Some(h) = b.headers_mut() {
-        *h = parts.headers;
-    }
-    if let Some(e) = b.extensions_mut() {
-        *e = parts.extensions;
-    }
-    match b.url(url).body(body) {
-        Ok(r) => reqwest::Response::from(r),
-        // Unreachable: every part came from a valid response.
-        Err(_) => reqwest::Response::from(http::Response::new(reqwest::Body::from(""))),
     }
 }
 
@@ -439,6 +265,8 @@ pub fn error_for_status(res: reqwest::Response) -> Result<reqwest::Response, Err
 pub struct ClientBuilder {
     base_url: Option<String>,
     headers: Vec<(String, String, bool)>,
+    keep_across_origins: Vec<String>,
+    user_agent: Option<String>,
     auth: Option<Auth>,
     stack: StackConfig,
     mounts: Vec<(String, StackConfig)>,
@@ -475,6 +303,8 @@ impl ClientBuilder {
         Self {
             base_url: None,
             headers: Vec::new(),
+            keep_across_origins: Vec::new(),
+            user_agent: None,
             auth: None,
             stack: StackConfig::default(),
             mounts: Vec::new(),
@@ -494,10 +324,49 @@ impl ClientBuilder {
     }
 
     /// A header sent with every request (a request's own header of the same
-    /// name replaces it).
+    /// name replaces it). A credential (see
+    /// [`keep_across_origins`](Self::keep_across_origins) for the rule)
+    /// belongs to the base URL's origin, or without a base URL to each
+    /// request's first hop: it never follows a redirect or a link to another
+    /// origin.
     pub fn default_header(mut self, name: &str, value: &str) -> Self {
         self.headers
             .push((name.to_owned(), value.to_owned(), false));
+        self
+    }
+
+    /// A default header whose value is a secret: marked sensitive, so it
+    /// never appears in `Debug` output or events, and treated as a
+    /// credential whatever its name.
+    pub fn default_secret_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned(), true));
+        self
+    }
+
+    /// Lets the header `name` cross to other origins although its name
+    /// makes it a credential (a tracing header such as `X-Trace-Token`).
+    ///
+    /// A credential is `Authorization`, `Proxy-Authorization`, `Cookie`,
+    /// any header marked sensitive ([`RequestBuilder::secret_header`],
+    /// [`default_secret_header`](Self::default_secret_header)), the API-key
+    /// headers in common use (`X-Api-Key`, `Api-Key`, `X-Auth-Token`,
+    /// `Private-Token`, `X-Goog-Api-Key`, `Ocp-Apim-Subscription-Key`,
+    /// `X-Amz-Security-Token`, ...), and any header whose name contains
+    /// `auth`, `token`, `secret`, `api-key`/`apikey`, `session`, `password`,
+    /// `signature` or `credential`. Credentials are dropped from any hop to
+    /// another origin: a redirect, a pagination link, a resumed download.
+    /// A header marked sensitive is kept too when named here.
+    pub fn keep_across_origins(mut self, name: &str) -> Self {
+        self.keep_across_origins.push(name.to_owned());
+        self
+    }
+
+    /// The `User-Agent` sent when a request sets none (default
+    /// `palisade/<version>`; some APIs, GitHub's among them, refuse requests
+    /// without one). A `User-Agent` set with
+    /// [`default_header`](Self::default_header) or on a request wins.
+    pub fn user_agent(mut self, value: &str) -> Self {
+        self.user_agent = Some(value.to_owned());
         self
     }
 
@@ -640,9 +509,22 @@ impl ClientBuilder {
                 .map_err(|_| Error::config(format!("invalid default header name {name:?}")))?;
             let mut v = HeaderValue::from_str(value)
                 .map_err(|_| Error::config(format!("invalid value for default header {name:?}")))?;
-            v.set_sensitive(*secret || crate::redact::is_credential(&n));
+            v.set_sensitive(*secret || crate::credentials::is_credential(&n));
             headers.append(n, v);
         }
+        let mut keep = Vec::with_capacity(self.keep_across_origins.len());
+        for name in &self.keep_across_origins {
+            keep.push(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::config(format!(
+                    "invalid header name {name:?} in keep_across_origins"
+                ))
+            })?);
+        }
+        let user_agent = match &self.user_agent {
+            None => HeaderValue::from_static(DEFAULT_USER_AGENT),
+            Some(ua) => HeaderValue::from_str(ua)
+                .map_err(|_| Error::config(format!("invalid user_agent {ua:?}")))?,
+        };
         // Per-request keys go in the header the retry policy recognises.
         let policy_header = self
             .stack
@@ -701,6 +583,8 @@ impl ClientBuilder {
                 base_url,
                 headers,
                 auth,
+                credentials: Credentials::new(keep),
+                user_agent,
                 default,
                 mounts,
                 shutdown: Shutdown::new(),

@@ -54,7 +54,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http::header::{
-    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderValue, IF_RANGE, LAST_MODIFIED, RANGE,
+    ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderValue, IF_RANGE,
+    LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, StatusCode};
 use http_body::Frame;
@@ -63,7 +64,6 @@ use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::client::{Client, error_for_status};
 use crate::error::{Error, Kind};
-use crate::paginate::Template;
 use crate::request::RequestBuilder;
 
 /// How many times a download resumes (or starts over) after its transfer
@@ -240,7 +240,8 @@ impl Download {
             resume,
             max_resumes,
         } = self;
-        let template = Template::from_request(request)?;
+        let (client, template) = request.split();
+        let template = template?;
         let mut report = |p: Progress| {
             if let Some(f) = progress.as_mut() {
                 f(p);
@@ -254,13 +255,19 @@ impl Download {
         let mut restarts = 0;
 
         loop {
-            let mut rb = template.request(&template.url)?;
+            let mut req = template.follow_up(&template.url)?;
             let resuming = done > 0;
             if let (true, Some(v)) = (resuming, &validator) {
-                rb.headers.insert(RANGE, range_from(done));
-                rb.headers.insert(IF_RANGE, v.clone());
+                req.headers.insert(RANGE, range_from(done));
+                req.headers.insert(IF_RANGE, v.clone());
             }
-            let res = rb.send().await?;
+            // Byte offsets and lengths are of the bytes on the wire: a
+            // download is never decoded, so a resumed range lines up.
+            if !req.headers.contains_key(ACCEPT_ENCODING) {
+                req.headers
+                    .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            }
+            let res = client.execute(req).await?;
             let url = res.url().clone();
             let res = if resuming && res.status() == StatusCode::PARTIAL_CONTENT {
                 let same = match (&validator, res.headers().get(ETAG)) {

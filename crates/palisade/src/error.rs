@@ -31,6 +31,12 @@ pub enum Kind {
     BudgetExhausted,
     /// The connection could not be established; the request was not sent.
     Connect,
+    /// The server's TLS certificate was refused (an unknown issuer, a wrong
+    /// name, an expired certificate): the request was not sent, and is not
+    /// retried. Trust the issuer with
+    /// [`PoolConfig::add_root_certificate`](crate::PoolConfig::add_root_certificate)
+    /// (the CLI's `--ca-bundle`).
+    Certificate,
     /// The connection failed after the request may have been sent.
     Transport,
     /// The server answered with an error status (from `error_for_status`).
@@ -59,6 +65,7 @@ impl Kind {
             Self::QueueTimeout => "queue_timeout",
             Self::BudgetExhausted => "budget_exhausted",
             Self::Connect => "connect",
+            Self::Certificate => "certificate",
             Self::Transport => "transport",
             Self::Status => "status",
             Self::Decode => "decode",
@@ -145,6 +152,23 @@ impl Error {
         self
     }
 
+    /// A copy with the kind, message, URL, status and attempts, but not the
+    /// source (errors are not `Clone`); for a builder copied before it was
+    /// sent.
+    pub(crate) fn clone_kind(&self) -> Self {
+        let i = &self.inner;
+        let mut e = Self::new(i.kind)
+            .with_url(i.url.clone())
+            .with_retry_after(i.retry_after)
+            .with_attempts(i.attempts);
+        e.inner.status = i.status;
+        e.inner.message = i
+            .message
+            .clone()
+            .or_else(|| i.source.as_ref().map(|s| s.to_string()));
+        e
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::new(Kind::Config).with_message(message)
     }
@@ -176,6 +200,7 @@ impl Error {
         } else if let Some(t) = find::<TransportError>(e) {
             let kind = match t.kind() {
                 TransportErrorKind::Connect => Kind::Connect,
+                TransportErrorKind::Certificate => Kind::Certificate,
                 TransportErrorKind::Timeout => Kind::Timeout,
                 TransportErrorKind::Request => Kind::InvalidRequest,
                 _ => Kind::Transport,
@@ -293,6 +318,12 @@ impl Error {
     /// Whether the kind is [`Kind::Connect`].
     pub fn is_connect(&self) -> bool {
         self.kind() == Kind::Connect
+    }
+
+    /// Whether the kind is [`Kind::Certificate`]: the server's TLS
+    /// certificate was refused.
+    pub fn is_certificate(&self) -> bool {
+        self.kind() == Kind::Certificate
     }
 
     /// Whether the kind is [`Kind::Status`].

@@ -20,8 +20,10 @@ pub mod auth;
 pub mod batch;
 pub mod blocking;
 mod client;
+mod credentials;
 pub mod download;
 mod error;
+mod hop;
 mod in_flight;
 pub mod paginate;
 mod redact;
@@ -41,13 +43,15 @@ pub use palisade_timeout as timeout;
 
 pub use auth::{Auth, ClientCredentials, Token, TokenFuture, TokenProvider};
 pub use batch::{Batch, DEFAULT_BATCH_CONCURRENCY, FetchUnordered, Fetched};
-pub use client::{Client, ClientBuilder, DEFAULT_MAX_REDIRECTS, error_for_status};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_MAX_REDIRECTS, DEFAULT_USER_AGENT, error_for_status,
+};
 pub use download::{DEFAULT_MAX_RESUMES, Download, Downloaded, Progress};
 pub use error::{Error, Kind};
 pub use paginate::{Paginate, Pagination};
 pub use palisade_core::Body;
 pub use palisade_reqwest::PoolConfig;
-pub use request::{Overrides, RequestBuilder};
+pub use request::{Overrides, Request, RequestBuilder};
 pub use stack::{Description, HttpService, StackConfig};
 
 /// How many attempts the stack made for this response (1 when it was not

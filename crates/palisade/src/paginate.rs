@@ -47,15 +47,14 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
+use http::HeaderMap;
 use http::header::LINK;
-use http::{HeaderMap, Method};
-use palisade_core::Body;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::client::{Client, error_for_status};
 use crate::error::{Error, Kind};
-use crate::request::{Overrides, RequestBuilder};
+use crate::request::{Request, RequestBuilder};
 
 /// How to find the next page of a listing, where its items are, and when to
 /// stop. See the [module docs](self) and [`Client::paginate`].
@@ -193,52 +192,6 @@ fn pointer(path: &str) -> String {
     })
 }
 
-/// A request that can be sent again: the method, URL, headers, body and
-/// overrides of a [`RequestBuilder`], for the next page or a resumed
-/// download.
-pub(crate) struct Template {
-    pub(crate) client: Client,
-    pub(crate) method: Method,
-    pub(crate) url: reqwest::Url,
-    headers: HeaderMap,
-    body: Body,
-    overrides: Overrides,
-}
-
-impl Template {
-    /// Takes the request apart; an error the builder kept is returned here.
-    pub(crate) fn from_request(rb: RequestBuilder) -> Result<Self, Error> {
-        let url = match (rb.error, rb.url) {
-            (Some(e), url) => return Err(e.with_url(url.ok())),
-            (None, Err(e)) => return Err(e),
-            (None, Ok(url)) => url,
-        };
-        Ok(Self {
-            client: rb.client,
-            method: rb.method,
-            url,
-            headers: rb.headers,
-            body: rb.body,
-            overrides: rb.overrides,
-        })
-    }
-
-    /// The request again, to `url`, with its own copy of the body.
-    pub(crate) fn request(&self, url: &reqwest::Url) -> Result<RequestBuilder, Error> {
-        let body = self.body.try_clone().map_err(|why| {
-            Error::new(Kind::InvalidRequest)
-                .with_message("the request body cannot be sent again")
-                .with_source(why)
-                .with_url(Some(url.clone()))
-        })?;
-        let mut rb = self.client.request(self.method.clone(), url.as_str());
-        rb.headers = self.headers.clone();
-        rb.body = body;
-        rb.overrides = self.overrides;
-        Ok(rb)
-    }
-}
-
 /// Names a place in the body for an error message.
 fn where_(pointer: &str) -> String {
     if pointer.is_empty() {
@@ -301,11 +254,11 @@ impl Client {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let state = match Template::from_request(request) {
-            Ok(mut template) => {
-                template.client = self.clone();
+        let state = match request.build() {
+            Ok(template) => {
                 let first = first_url(&template.url, &pagination.strategy);
                 State {
+                    client: self.clone(),
                     template: Some(template),
                     next: Some(first),
                     error: None,
@@ -320,6 +273,7 @@ impl Client {
                 }
             }
             Err(e) => State {
+                client: self.clone(),
                 template: None,
                 next: None,
                 error: Some(page_error(e, 1)),
@@ -365,7 +319,10 @@ fn with_query(url: &reqwest::Url, name: &str, value: &str) -> reqwest::Url {
 }
 
 struct State<T> {
-    template: Option<Template>,
+    client: Client,
+    /// The first page's request; every next page is a follow-up of it, so
+    /// its headers' credentials stay with its origin.
+    template: Option<Request>,
     /// The next page to fetch; `None` once the listing is done.
     next: Option<reqwest::Url>,
     /// An error to yield before ending.
@@ -432,7 +389,8 @@ impl<T: DeserializeOwned> State<T> {
         let page = self.page + 1;
         self.page = page;
         self.item = 0;
-        let res = async { error_for_status(template.request(&url)?.send().await?) }
+        let client = &self.client;
+        let res = async { error_for_status(client.execute(template.follow_up(&url)?).await?) }
             .await
             .map_err(|e| page_error(e, page))?;
         // After redirects: relative links resolve against where the page is.

@@ -23,12 +23,6 @@ pub(crate) fn url(url: &reqwest::Url) -> String {
     out
 }
 
-/// Whether a header carries a credential by its name alone.
-pub(crate) fn is_credential(name: &http::HeaderName) -> bool {
-    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
-    *name == AUTHORIZATION || *name == COOKIE || *name == PROXY_AUTHORIZATION
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

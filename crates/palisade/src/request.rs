@@ -25,6 +25,107 @@ pub struct Overrides {
     pub retries: Option<u32>,
 }
 
+/// A request ready to send: what [`RequestBuilder::build`] returns, and what
+/// [`Client::execute`] sends. It can be cloned for another send when its
+/// body can ([`try_clone`](Self::try_clone)); pagination and resumed
+/// downloads send their follow-up requests this way.
+///
+/// The headers set on it belong to the origin of the URL it was built for:
+/// a follow-up to another origin (a redirect, a `Link: rel="next"` elsewhere)
+/// leaves without their credentials.
+pub struct Request {
+    pub(crate) method: Method,
+    pub(crate) url: reqwest::Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+    pub(crate) overrides: Overrides,
+    /// The origin the headers belong to, when it is not `url`'s own: the
+    /// first request's, for a next page or a resumed download.
+    pub(crate) headers_origin: Option<reqwest::Url>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &crate::redact::url(&self.url))
+            .field("headers", &self.headers)
+            .field("body", &self.body)
+            .field("overrides", &self.overrides)
+            .finish()
+    }
+}
+
+impl Request {
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// The headers set on this request (the client's default headers and
+    /// credentials are added when it is sent).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The headers, to change.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The per-request overrides.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+
+    /// A copy to send again, or `None` when the body cannot be replayed (a
+    /// stream past its replay cap), as `reqwest::Request::try_clone`.
+    pub fn try_clone(&self) -> Option<Request> {
+        Some(Request {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: self.body.try_clone().ok()?,
+            overrides: self.overrides,
+            headers_origin: self.headers_origin.clone(),
+        })
+    }
+
+    /// The same request to `url` (a next page), its headers still belonging
+    /// to this request's origin.
+    pub(crate) fn follow_up(&self, url: &reqwest::Url) -> Result<Request, Error> {
+        let body = self.body.try_clone().map_err(|why| {
+            Error::new(Kind::InvalidRequest)
+                .with_message("the request body cannot be sent again")
+                .with_source(why)
+                .with_url(Some(url.clone()))
+        })?;
+        Ok(Request {
+            method: self.method.clone(),
+            url: url.clone(),
+            headers: self.headers.clone(),
+            body,
+            overrides: self.overrides,
+            headers_origin: Some(self.headers_origin().clone()),
+        })
+    }
+
+    /// The origin the request's own headers belong to.
+    pub(crate) fn headers_origin(&self) -> &reqwest::Url {
+        self.headers_origin.as_ref().unwrap_or(&self.url)
+    }
+}
+
 /// A request being built. Created by [`Client::get`] and friends; sent with
 /// [`send`](Self::send).
 ///
@@ -85,7 +186,7 @@ impl RequestBuilder {
             (Ok(n), Ok(mut v)) => {
                 // Credentials stay out of Debug output and events however
                 // they were set.
-                v.set_sensitive(crate::redact::is_credential(&n));
+                v.set_sensitive(crate::credentials::is_credential(&n));
                 self.headers.append(n, v);
             }
             (Err(_), _) => self.fail(Error::invalid_request(format!(
@@ -183,9 +284,50 @@ impl RequestBuilder {
         self.header(&name, key)
     }
 
+    /// The request, built: an error kept from the chain (a malformed URL or
+    /// header) is returned here.
+    pub fn build(self) -> Result<Request, Error> {
+        self.split().1
+    }
+
+    /// The client and the built request.
+    pub(crate) fn split(self) -> (Client, Result<Request, Error>) {
+        let request = match (self.error, self.url) {
+            (Some(e), url) => Err(e.with_url(url.ok())),
+            (None, Err(e)) => Err(e),
+            (None, Ok(url)) => Ok(Request {
+                method: self.method,
+                url,
+                headers: self.headers,
+                body: self.body,
+                overrides: self.overrides,
+                headers_origin: None,
+            }),
+        };
+        (self.client, request)
+    }
+
+    /// A copy of this builder, or `None` when its body cannot be replayed
+    /// (as `reqwest::RequestBuilder::try_clone`).
+    pub fn try_clone(&self) -> Option<RequestBuilder> {
+        Some(RequestBuilder {
+            client: self.client.clone(),
+            method: self.method.clone(),
+            url: match &self.url {
+                Ok(u) => Ok(u.clone()),
+                Err(e) => Err(e.clone_kind()),
+            },
+            headers: self.headers.clone(),
+            body: self.body.try_clone().ok()?,
+            overrides: self.overrides,
+            error: self.error.as_ref().map(Error::clone_kind),
+        })
+    }
+
     /// Sends the request through the client's stack.
     pub async fn send(self) -> Result<reqwest::Response, Error> {
-        Client::execute(self).await
+        let (client, request) = self.split();
+        client.execute(request?).await
     }
 
     /// Sends the request, fails on a non-success status with [`Kind::Status`],

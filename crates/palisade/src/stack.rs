@@ -71,9 +71,16 @@ where
     }
 }
 
-/// Where a client sends a request: a stack, and the custom layers around it.
+/// Where a client sends a request: a stack (and the custom layers around
+/// it), and the deadline budget its logical requests start with.
 #[derive(Clone)]
-pub(crate) enum Route {
+pub(crate) struct Route {
+    path: Path,
+    deadline: Option<Duration>,
+}
+
+#[derive(Clone)]
+enum Path {
     /// The stack alone, with its concrete type kept behind the pointer: a
     /// call costs one allocation (its future) rather than two (a boxed clone
     /// of the service and its future).
@@ -83,13 +90,18 @@ pub(crate) enum Route {
 }
 
 impl Route {
+    /// The stack's deadline budget per logical request, if it has one.
+    pub(crate) fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
     /// Readies the route and sends `req` through it.
     pub(crate) async fn send(
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<reqwest::Body>, BoxError> {
-        match self {
-            Self::Stack(stack) => {
+        match &self.path {
+            Path::Stack(stack) => {
                 let mut req = Some(req);
                 let call = std::future::poll_fn(|cx| match req.take() {
                     Some(req) => Poll::Ready(stack.ready_call(cx, req)),
@@ -98,7 +110,7 @@ impl Route {
                 .await;
                 call.await
             }
-            Self::Custom(svc) => svc.clone().oneshot(req).await,
+            Path::Custom(svc) => svc.clone().oneshot(req).await,
         }
     }
 }
@@ -156,8 +168,14 @@ impl TransportFactory {
 #[derive(Clone)]
 pub struct StackConfig {
     pub(crate) pool: PoolConfig,
+    /// Whether the pool was set by the user, or is the default that sizes
+    /// itself to the concurrency limit.
+    pub(crate) pool_set: bool,
     pub(crate) deadline: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
+    /// Whether the attempt timeout was set by the user, or is the default
+    /// that yields to a shorter deadline.
+    pub(crate) attempt_timeout_set: bool,
     pub(crate) retry: Option<RetryLayer>,
     pub(crate) hedge: Option<HedgeLayer>,
     pub(crate) breaker: Option<BreakerLayer>,
@@ -173,8 +191,10 @@ impl Default for StackConfig {
             // lets run at once (limit ≤ pool, docs/tuning.md); httpx's 20
             // would make a busy host open ~1 new connection per 80 requests.
             pool: PoolConfig::default().max_idle_per_host(100),
+            pool_set: false,
             deadline: Some(Duration::from_secs(30)),
             attempt_timeout: Some(Duration::from_secs(10)),
+            attempt_timeout_set: false,
             retry: Some(RetryLayer::default()),
             hedge: None,
             breaker: Some(BreakerLayer::new()),
@@ -206,9 +226,13 @@ impl StackConfig {
     /// what you want.
     pub fn bare() -> Self {
         Self {
-            pool: PoolConfig::default(),
+            // No concurrency limit: keep every idle connection, or a busy
+            // host churns them (the idle timeout still closes them).
+            pool: PoolConfig::default().max_idle_per_host(usize::MAX),
+            pool_set: false,
             deadline: None,
             attempt_timeout: None,
+            attempt_timeout_set: false,
             retry: None,
             hedge: None,
             breaker: None,
@@ -218,9 +242,14 @@ impl StackConfig {
         }
     }
 
-    /// The connection pool (default [`PoolConfig::default`]).
+    /// The connection pool (default: [`PoolConfig::default`] keeping as many
+    /// idle connections per host as the concurrency limit lets run at once,
+    /// and all of them with no concurrency limit). A pool set here is used
+    /// as it is; one that keeps fewer idle connections than the concurrency
+    /// limit is reported with a warning event when the client is built.
     pub fn pool(mut self, pool: PoolConfig) -> Self {
         self.pool = pool;
+        self.pool_set = true;
         self
     }
 
@@ -230,10 +259,35 @@ impl StackConfig {
         self
     }
 
-    /// The attempt timeout (default 10 s); `None` for none.
+    /// The attempt timeout (default 10 s, or the deadline when that is
+    /// shorter); `None` for none. Set explicitly, it must not exceed the
+    /// deadline.
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.attempt_timeout = timeout;
+        self.attempt_timeout_set = true;
         self
+    }
+
+    /// The settings in force once defaults have yielded to what was set: a
+    /// default attempt timeout is clamped to a shorter deadline, and a
+    /// default pool keeps as many idle connections per host as the
+    /// concurrency limit lets run.
+    fn resolved(&self) -> StackConfig {
+        let mut cfg = self.clone();
+        if !cfg.attempt_timeout_set
+            && let (Some(a), Some(d)) = (cfg.attempt_timeout, cfg.deadline)
+            && a > d
+        {
+            cfg.attempt_timeout = Some(d);
+        }
+        if !cfg.pool_set {
+            let idle = cfg
+                .concurrency
+                .as_ref()
+                .map_or(usize::MAX, ConcurrencyLimitLayer::max_in_flight_per_key);
+            cfg.pool = cfg.pool.max_idle_per_host(idle);
+        }
+        cfg
     }
 
     /// The retry layer (default [`RetryLayer::default`]); `None` for no retries.
@@ -297,6 +351,8 @@ impl StackConfig {
         if let (Some(a), Some(d)) = (self.attempt_timeout, self.deadline)
             && a > d
         {
+            // Only two settings the user made can conflict: a default
+            // attempt timeout was clamped by `resolved`.
             return Err(Error::config(format!(
                 "attempt_timeout ({a:?}) must not exceed the deadline ({d:?})"
             )));
@@ -369,7 +425,19 @@ pub(crate) fn build(
     transport: Option<&TransportFactory>,
     custom: &[CustomLayer],
 ) -> Result<(Route, Description), Error> {
+    let cfg = &cfg.resolved();
     cfg.validate()?;
+    if let Some(c) = &cfg.concurrency
+        && cfg.pool.get_max_idle_per_host() < c.max_in_flight_per_key()
+    {
+        tracing::warn!(
+            target: "palisade",
+            max_idle_per_host = cfg.pool.get_max_idle_per_host(),
+            concurrency = c.max_in_flight_per_key(),
+            "the pool keeps fewer idle connections per host than the concurrency limit lets \
+             run: under full load connections will be opened and closed on every burst"
+        );
+    }
     let transport = match transport {
         Some(TransportFactory::Service(s)) => Transport::Given(s.clone()),
         None => Transport::Reqwest(
@@ -497,13 +565,20 @@ impl Layers<'_> {
             .map_request(crate::telemetry::count_send::<Body>)
             .service(transport)
             .map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap));
+        let deadline = cfg.deadline;
         if custom.is_empty() {
-            return Route::Stack(Arc::new(svc));
+            return Route {
+                path: Path::Stack(Arc::new(svc)),
+                deadline,
+            };
         }
         let mut svc = HttpService::new(svc);
         for layer in custom.iter().rev() {
             svc = layer(svc);
         }
-        Route::Custom(svc)
+        Route {
+            path: Path::Custom(svc),
+            deadline,
+        }
     }
 }
