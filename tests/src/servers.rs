@@ -110,6 +110,7 @@ impl Default for TestCa {
 /// How to start an [`Nginx`].
 #[derive(Debug, Clone, Default)]
 pub struct NginxConfig {
+    echo: bool,
     http: String,
     server: String,
     tls: bool,
@@ -130,6 +131,14 @@ impl NginxConfig {
     pub fn server(mut self, directives: &str) -> Self {
         self.server.push_str(directives);
         self.server.push('\n');
+        self
+    }
+
+    /// Loads the echo module (Debian's `libnginx-mod-http-echo`), for
+    /// `echo_sleep`, `echo_status` and `echo` in locations: a slow redirect,
+    /// a slow body.
+    pub fn echo(mut self) -> Self {
+        self.echo = true;
         self
     }
 
@@ -207,15 +216,24 @@ impl Nginx {
             tls_port = Some(p);
         }
         let d = dir.display();
+        let modules = if cfg.echo {
+            "load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;\n"
+        } else {
+            ""
+        };
         let conf = format!(
-            "daemon off;\n\
+            "{modules}\
+             daemon off;\n\
              master_process off;\n\
              worker_processes 1;\n\
              pid {d}/nginx.pid;\n\
              error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n\
-               access_log {d}/access.log;\n\
+               log_format palisade '$host $request_method $uri $status \
+                 auth=$http_authorization key=$http_x_api_key ae=$http_accept_encoding \
+                 len=$content_length';\n\
+               access_log {d}/access.log palisade;\n\
                client_body_temp_path {d}/body;\n\
                proxy_temp_path {d}/proxy;\n\
                fastcgi_temp_path {d}/fastcgi;\n\
@@ -312,7 +330,9 @@ impl Nginx {
         f.write_all(bytes).expect("written");
     }
 
-    /// The access log so far, one line per request nginx answered.
+    /// The access log so far, one line per request nginx answered:
+    /// `<host> <method> <uri> <status> auth=<Authorization> key=<X-Api-Key>
+    /// ae=<Accept-Encoding> len=<Content-Length>`, `-` for an absent header.
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }

@@ -81,12 +81,19 @@ pub fn transport_error_kind(err: &reqwest::Error) -> TransportErrorKind {
 fn certificate_refused(err: &reqwest::Error) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
+        if rustls_refused(e) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// `io::Error::source` skips the error it wraps, so wrapped `io::Error`s
+/// (hyper-util nests rustls's error two deep) are opened with `get_ref`.
+fn rustls_refused(mut e: &(dyn StdError + 'static)) -> bool {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return matches!(
                 tls,
                 rustls::Error::InvalidCertificate(_)
@@ -94,9 +101,11 @@ fn certificate_refused(err: &reqwest::Error) -> bool {
                     | rustls::Error::NoCertificatesPresented
             );
         }
-        cur = e.source();
+        match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => e = inner,
+            None => return false,
+        }
     }
-    false
 }
 
 /// An invalid [`PoolConfig`](crate::PoolConfig), or a client reqwest could
