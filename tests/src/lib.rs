@@ -13,6 +13,10 @@
 //! | `security.rs` | credentials stay on their origin, TLS is verified by default, keyed state stays bounded |
 //! | `tracing_secrets.rs` | secrets never reach captured tracing output or `Debug` |
 //! | `soak.rs` | memory stays flat over 1 000 000 requests with random faults |
+//! | `conformance_facade.rs` | against nginx and httpbin: credentials stay on their origin, redirects never corrupt a write, one deadline, compression, TLS, defaults that yield |
+//!
+//! [`servers`] starts the conformance suite's third-party servers: nginx
+//! (Debian) and httpbin (PyPI), installed by `scripts/test.sh`.
 //!
 //! This crate holds what they share: [`MemoryUpstream`], an in-memory
 //! upstream that runs on tokio's clock (so tests on a paused clock are
