@@ -352,14 +352,15 @@ async fn tls_is_verified_by_default_and_a_configured_ca_is_trusted() {
     let server = TlsUpstream::start(&["127.0.0.1", "localhost"]).await;
     let url = server.url("127.0.0.1");
 
-    // Verification on by default: a certificate from an unknown CA is a
-    // connect failure, and no request reaches the server.
+    // Verification on by default: a certificate from an unknown CA is
+    // refused (its own kind, never retried), and no request reaches the
+    // server.
     let err = tls_client(PoolConfig::new())
         .get(&url)
         .send()
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), Kind::Connect, "{err:?}");
+    assert_eq!(err.kind(), Kind::Certificate, "{err:?}");
     assert!(
         err.reqwest_error().is_some_and(reqwest::Error::is_connect),
         "{err:?}"
@@ -369,7 +370,7 @@ async fn tls_is_verified_by_default_and_a_configured_ca_is_trusted() {
         .add_root_certificate(ca().pem().as_bytes())
         .unwrap();
     let err = tls_client(other).get(&url).send().await.unwrap_err();
-    assert_eq!(err.kind(), Kind::Connect, "{err:?}");
+    assert_eq!(err.kind(), Kind::Certificate, "{err:?}");
     assert_eq!(server.requests.load(Ordering::SeqCst), 0);
 
     // Its own CA, configured: accepted.
@@ -392,7 +393,7 @@ async fn tls_is_verified_by_default_and_a_configured_ca_is_trusted() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), Kind::Connect, "{err:?}");
+    assert_eq!(err.kind(), Kind::Certificate, "{err:?}");
     assert_eq!(only_localhost.requests.load(Ordering::SeqCst), 0);
 }
 

@@ -10,7 +10,8 @@
 //!   auth belong to the base URL's origin; headers set on the request belong
 //!   to its first hop's origin. A hop to any other origin (scheme, host and
 //!   port; an https→http downgrade included) leaves without them
-//!   ([`Credentials`]).
+//!   ([`Credentials`](crate::credentials::Credentials)); the request's own,
+//!   once dropped, stay dropped.
 //! - **Redirects follow the Fetch standard.** 303 turns into a `GET` without
 //!   a body (`HEAD` stays `HEAD`); 301 and 302 turn a `POST` into a `GET`
 //!   without a body; every other redirect keeps its method and its body. A
@@ -81,14 +82,20 @@ impl Client {
     fn hop_headers(
         &self,
         url: &reqwest::Url,
-        own: &HeaderMap,
+        own: &mut HeaderMap,
         own_origin: &reqwest::Url,
     ) -> HeaderMap {
+        // The request's own credentials, once dropped at a crossing, stay
+        // dropped for the rest of the logical request, even on a hop back
+        // to their origin: another origin must not choose where on it they
+        // are sent (a 307 back to an endpoint of its choosing). The client's
+        // auth and default headers, configured for the base origin, go to
+        // it again.
         let inner = self.inner();
-        let mut out = own.clone();
         if !same_origin(url, own_origin) {
-            inner.credentials.filter(&mut out);
+            inner.credentials.filter(own);
         }
+        let mut out = own.clone();
         if !inner.headers.is_empty() {
             let home = inner.base_url.as_ref().unwrap_or(own_origin);
             let mut defaults = inner.headers.clone();
@@ -130,7 +137,7 @@ impl Client {
         let mut refreshed = false;
         loop {
             let uri = parse_uri(&url)?;
-            let mut req_headers = self.hop_headers(&url, &headers, &own_origin);
+            let mut req_headers = self.hop_headers(&url, &mut headers, &own_origin);
             let mut used_token = None;
             if let Some(auth) = inner.auth.as_ref().filter(|a| a.applies_to(&uri)) {
                 let (name, value) = match deadline {

@@ -383,6 +383,14 @@ impl<T: DeserializeOwned> State<T> {
     /// Fetches one page: its items go to `self.items`, and the next page's
     /// URL, if any, to `self.next`.
     async fn fetch(&mut self, url: reqwest::Url) -> Result<(), Error> {
+        if let Some(t) = self.template.as_mut()
+            && !crate::hop::same_origin(&url, t.headers_origin())
+        {
+            // Once a link leaves the first page's origin, the caller's
+            // credentials stay behind for every later page too.
+            t.headers_origin = Some(t.headers_origin().clone());
+            self.client.inner().credentials.filter(&mut t.headers);
+        }
         let Some(template) = &self.template else {
             return Ok(());
         };
