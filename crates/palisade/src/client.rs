@@ -150,15 +150,17 @@ impl Client {
         &self.inner.description
     }
 
-    /// How many requests are in flight (sent and awaiting their response head).
+    /// How many requests are in flight: sent and awaiting their response
+    /// head, or with a response body still streaming.
     pub fn in_flight(&self) -> usize {
         self.inner.shutdown.in_flight()
     }
 
     /// Stops admitting requests (new calls fail with [`Kind::Shutdown`]),
-    /// waits up to `grace` for in-flight requests, then cancels the rest,
-    /// which fail with [`Kind::Shutdown`] and release everything they held.
-    /// Returns how many requests were cancelled.
+    /// waits up to `grace` for in-flight requests and for response bodies
+    /// still streaming (downloads included), then cancels the rest: a
+    /// request fails with [`Kind::Shutdown`], a body's next read fails, and
+    /// each releases everything it held. Returns how many were cancelled.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.inner.shutdown.run(grace).await
     }
@@ -219,6 +221,9 @@ impl Client {
             crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
         let out = match outcome {
             Outcome::Done(Ok((res, url)), _) => {
+                // The body stays counted in flight until it ends, so
+                // shutdown waits for downloads too, then cancels them.
+                let res = res.map(|b| reqwest::Body::wrap(self.inner.shutdown.guard_body(b)));
                 Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }
             Outcome::Done(Err(e), attempts) => Err(e.with_attempts(attempts)),

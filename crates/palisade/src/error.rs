@@ -246,7 +246,9 @@ impl Error {
             Kind::Decode
         } else {
             let cause: &(dyn StdError + 'static) = &*err;
-            if find::<DeadlineExceeded>(cause).is_some() {
+            if find::<crate::shutdown::Cancelled>(cause).is_some() {
+                Kind::Shutdown
+            } else if find::<DeadlineExceeded>(cause).is_some() {
                 Kind::DeadlineExceeded
             } else if find::<Elapsed>(cause).is_some()
                 || find::<TransportError>(cause)

@@ -12,6 +12,10 @@ pub(crate) struct Shutdown {
     in_flight: AtomicUsize,
     idle: Notify,
     cancel: watch::Sender<bool>,
+    /// Set, and `bodies` notified, when the grace period ran out: response
+    /// bodies still streaming end with [`Cancelled`].
+    cancelled: AtomicBool,
+    bodies: Arc<Notify>,
 }
 
 impl Shutdown {
@@ -21,7 +25,23 @@ impl Shutdown {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             cancel: watch::channel(false).0,
+            cancelled: AtomicBool::new(false),
+            bodies: Arc::new(Notify::new()),
         })
+    }
+
+    /// Counts a response body in flight until it ends or is dropped, and
+    /// cancels it when shutdown's grace period runs out. Its request was
+    /// admitted, so this never refuses.
+    pub(crate) fn guard_body<B>(self: &Arc<Self>, body: B) -> GuardedBody<B> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        GuardedBody {
+            inner: body,
+            cancel: self.bodies.clone().notified_owned(),
+            guard: Some(BodyGuard {
+                shutdown: self.clone(),
+            }),
+        }
     }
 
     /// Admits a request, or `None` once shutdown has begun.
@@ -51,8 +71,9 @@ impl Shutdown {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Stops admitting, waits up to `grace` for in-flight requests, then
-    /// cancels the rest. Returns how many were cancelled.
+    /// Stops admitting, waits up to `grace` for in-flight requests and
+    /// response bodies still streaming, then cancels the rest. Returns how
+    /// many were cancelled.
     pub(crate) async fn run(&self, grace: Duration) -> usize {
         self.closed.store(true, Ordering::SeqCst);
         let drained = tokio::time::timeout(grace, async {
@@ -69,7 +90,9 @@ impl Shutdown {
             return 0;
         }
         let left = self.in_flight();
+        self.cancelled.store(true, Ordering::SeqCst);
         self.cancel.send_replace(true);
+        self.bodies.notify_waiters();
         left
     }
 }
@@ -99,6 +122,87 @@ impl Drop for InFlight {
     }
 }
 
+/// Keeps a response body counted in flight.
+#[derive(Debug)]
+struct BodyGuard {
+    shutdown: Arc<Shutdown>,
+}
+
+impl Drop for BodyGuard {
+    fn drop(&mut self) {
+        self.shutdown.release();
+    }
+}
+
+/// A response body's read failed because shutdown's grace period ran out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("response body cancelled by shutdown after its grace period")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+pin_project_lite::pin_project! {
+    /// A response body counted in flight by [`Shutdown`] until it ends or
+    /// is dropped, and failed with [`Cancelled`] when the grace period runs
+    /// out.
+    pub(crate) struct GuardedBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        cancel: tokio::sync::futures::OwnedNotified,
+        guard: Option<BodyGuard>,
+    }
+}
+
+impl<B> http_body::Body for GuardedBody<B>
+where
+    B: http_body::Body,
+    B::Error: Into<palisade_core::BoxError>,
+{
+    type Data = B::Data;
+    type Error = palisade_core::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = self.project();
+        let Some(guard) = this.guard.as_ref() else {
+            return Poll::Ready(None);
+        };
+        if guard.shutdown.cancelled.load(Ordering::SeqCst) || this.cancel.poll(cx).is_ready() {
+            *this.guard = None;
+            return Poll::Ready(Some(Err(Cancelled.into())));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(None) => {
+                *this.guard = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                *this.guard = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            other => other.map(|f| f.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +222,44 @@ mod tests {
         });
         assert_eq!(handle.await.unwrap(), 1, "the slow request is cancelled");
         cancelled.await.unwrap();
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    /// A body that never ends.
+    struct Endless;
+
+    impl http_body::Body for Endless {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streaming_body_is_waited_for_then_cancelled() {
+        use http_body_util::BodyExt;
+        let s = Shutdown::new();
+        let mut body = std::pin::pin!(s.guard_body(Endless));
+        assert_eq!(s.in_flight(), 1, "a body still streaming is in flight");
+        let s2 = s.clone();
+        let handle = tokio::spawn(async move { s2.run(Duration::from_secs(5)).await });
+        let err = body.as_mut().frame().await.unwrap().unwrap_err();
+        assert!(err.is::<Cancelled>(), "{err}");
+        assert_eq!(handle.await.unwrap(), 1);
+        assert_eq!(s.in_flight(), 0, "the cancelled body released its count");
+
+        // A body that ends releases its count at once.
+        let s = Shutdown::new();
+        let mut body = std::pin::pin!(
+            s.guard_body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+        );
+        assert_eq!(s.in_flight(), 1);
+        while body.as_mut().frame().await.is_some() {}
         assert_eq!(s.in_flight(), 0);
     }
 

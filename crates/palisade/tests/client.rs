@@ -421,3 +421,33 @@ async fn mounts_get_their_own_stack() {
             .contains("mount https://slow-partner.example/")
     );
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_a_streaming_body_then_cancels_it() {
+    use palisade_chaos::{Behavior, FlakyServer, Script};
+    let up = FlakyServer::start().await.unwrap();
+    // 64 KiB in 1 KiB chunks, one every 100 ms: about 6 s of body.
+    up.script(
+        "/trickle",
+        Script::always(Behavior::trickle(
+            64 * 1024,
+            1024,
+            Duration::from_millis(100),
+        )),
+    );
+    let client = Client::builder()
+        .stack(|s| s.deadline(Some(Duration::from_secs(60))))
+        .build()
+        .unwrap();
+    let res = client.get(&up.url("/trickle")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(client.in_flight(), 1, "the body still streams");
+    let reader = tokio::spawn(async move { res.bytes().await });
+    assert_eq!(
+        client.shutdown(Duration::from_millis(200)).await,
+        1,
+        "the body outlived the grace period and was cancelled"
+    );
+    assert!(reader.await.unwrap().is_err(), "its read failed");
+    assert_eq!(client.in_flight(), 0, "and released its count");
+}
