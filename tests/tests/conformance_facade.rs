@@ -500,3 +500,82 @@ async fn server_errors_are_retried_and_client_errors_are_not() {
     let res = client.get("status/404").send().await.unwrap();
     assert_eq!(palisade::attempts(&res), 1);
 }
+
+#[tokio::test]
+async fn httpbins_absolute_redirects_are_followed_on_their_origin_with_credentials() {
+    let bin = Httpbin::start();
+    let client = client_for(&bin.url("/"))
+        .bearer_token("tok-secret")
+        .build()
+        .unwrap();
+    let res = client.get("absolute-redirect/3").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.url().path(), "/get");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["headers"]["Authorization"], "Bearer tok-secret", "{v}");
+}
+
+#[tokio::test]
+async fn a_range_request_to_nginx_gets_exactly_its_bytes() {
+    let nginx = Nginx::config().start();
+    let file: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    nginx.write_file("/data.bin", &file);
+    let client = client_for(&nginx.url("/")).build().unwrap();
+    let res = client
+        .get("data.bin")
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(&res.bytes().await.unwrap()[..], &file[100..200]);
+}
+
+#[tokio::test]
+async fn nginx_limit_req_429s_are_retried_after_their_retry_after() {
+    let nginx = Nginx::config()
+        .http("limit_req_zone $binary_remote_addr zone=one:1m rate=2r/s;")
+        .server(
+            "location / {\n\
+               limit_req zone=one nodelay;\n\
+               limit_req_status 429;\n\
+               add_header Retry-After 1 always;\n\
+             }",
+        )
+        .start();
+    nginx.write_file("/x.txt", b"x");
+    let client = client_for(&nginx.url("/"))
+        .stack(|s| s.deadline(Some(Duration::from_secs(20))))
+        .build()
+        .unwrap();
+    let calls = (0..4).map(|_| async {
+        let res = client.get("x.txt").send().await.unwrap();
+        (res.status().as_u16(), palisade::attempts(&res))
+    });
+    let done = futures_util::future::join_all(calls).await;
+    assert!(done.iter().all(|(s, _)| *s == 200), "{done:?}");
+    assert!(
+        done.iter().any(|(_, a)| *a > 1),
+        "some were refused, waited and retried: {done:?}"
+    );
+    assert!(
+        nginx.access_log().contains(" 429 "),
+        "{}",
+        nginx.access_log()
+    );
+    // Without retries the 429 is the caller's, with nginx's Retry-After.
+    let client = client_for(&nginx.url("/"))
+        .stack(|s| s.retry(None))
+        .build()
+        .unwrap();
+    let mut refused = None;
+    for _ in 0..6 {
+        if let Err(e) = palisade::error_for_status(client.get("x.txt").send().await.unwrap()) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("nginx refused one of six quick requests");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(429));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+}

@@ -451,3 +451,48 @@ async fn shutdown_waits_for_a_streaming_body_then_cancels_it() {
     assert!(reader.await.unwrap().is_err(), "its read failed");
     assert_eq!(client.in_flight(), 0, "and released its count");
 }
+
+/// A token endpoint that accepts and never answers, the first time only.
+struct HangsOnce(Arc<AtomicU32>);
+
+impl TokenProvider for HangsOnce {
+    fn fetch(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok(Token::bearer("fresh")?)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_fetch_that_never_answers_fails_within_the_deadline_and_frees_the_refresh() {
+    let fetches = Arc::new(AtomicU32::new(0));
+    let client = Client::builder()
+        .base_url("https://api.example.com/")
+        .auth(Auth::provider(HangsOnce(fetches.clone()), Duration::ZERO))
+        .stack(|s| s.deadline(Some(Duration::from_secs(3))))
+        .transport(tower::service_fn(
+            |req: http::Request<palisade::Body>| async move {
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(auth),
+                )))
+            },
+        ))
+        .build()
+        .unwrap();
+    let err = client.get("items").send().await.unwrap_err();
+    assert_eq!(err.kind(), Kind::DeadlineExceeded, "{err}");
+    assert!(err.to_string().contains("token"), "{err}");
+    // The single refresh slot was freed: the next request fetches again.
+    let res = client.get("items").send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("Bearer fresh"));
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
