@@ -187,12 +187,11 @@ impl Client {
                 .with_message("the client is shut down")
                 .with_url(Some(request.url)));
         };
-        // The key of the first hop, for the span and the metrics.
-        let key = request
-            .url
-            .as_str()
-            .parse::<http::Uri>()
-            .map_or_else(|_| Key::global(), |u| Key::origin(&u));
+        let mut request = request;
+        // Parsed once: the first hop's URI, for the span's and the metrics'
+        // key and for the first hop itself.
+        let uri = request.url.as_str().parse::<http::Uri>().ok();
+        let key = uri.as_ref().map_or_else(Key::global, Key::origin);
         #[cfg(feature = "metrics")]
         let metric_keys = self.inner.metric_keys.origin(&key);
         #[cfg(feature = "metrics")]
@@ -215,21 +214,21 @@ impl Client {
             request.overrides.deadline,
             self.route(&request.url).deadline(),
         );
-        let first_url = request.url.clone();
-        let run = self.run(request, deadline);
+        let run = self.run(&mut request, uri, deadline);
         let outcome =
             crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
         let out = match outcome {
-            Outcome::Done(Ok((res, url)), _) => {
+            Outcome::Done(Ok((res, redirected)), _) => {
                 // The body stays counted in flight until it ends, so
                 // shutdown waits for downloads too, then cancels them.
                 let res = res.map(|b| reqwest::Body::wrap(self.inner.shutdown.guard_body(b)));
+                let url = redirected.unwrap_or(request.url);
                 Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }
             Outcome::Done(Err(e), attempts) => Err(e.with_attempts(attempts)),
             Outcome::Cancelled => Err(Error::new(Kind::Shutdown)
                 .with_message("cancelled by shutdown after its grace period")
-                .with_url(Some(first_url))),
+                .with_url(Some(request.url))),
         };
         let elapsed = start.elapsed();
         span.record("duration_ms", elapsed.as_millis() as u64);

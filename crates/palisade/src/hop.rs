@@ -72,8 +72,8 @@ fn parse_uri(url: &reqwest::Url) -> Result<http::Uri, Error> {
     })
 }
 
-/// The response of a logical request and the URL it came from.
-pub(crate) type Answer = (http::Response<reqwest::Body>, reqwest::Url);
+/// The response of a logical request and, when it was redirected, its URL.
+pub(crate) type Answer = (http::Response<reqwest::Body>, Option<reqwest::Url>);
 
 impl Client {
     /// The headers one hop to `url` carries: the request's own, then the
@@ -116,28 +116,40 @@ impl Client {
         out
     }
 
-    /// Sends `request` hop by hop under one `deadline`. Returns the last
-    /// response and its URL.
+    /// Sends `request` hop by hop under one `deadline`. `first_uri` is the
+    /// first hop's URI when the caller already parsed it. Returns the last
+    /// response and, when it was redirected, its URL. The request is
+    /// borrowed, so that its URL stays the caller's without a copy; its body
+    /// is taken.
     pub(crate) async fn run(
         &self,
-        request: Request,
+        request: &mut Request,
+        mut first_uri: Option<http::Uri>,
         deadline: Option<Deadline>,
     ) -> Result<Answer, Error> {
         let inner = self.inner();
-        let own_origin = request.headers_origin().clone();
         let Request {
-            mut method,
-            mut url,
-            mut headers,
-            mut body,
+            method,
+            url: first_url,
+            headers,
+            body,
             overrides,
-            ..
+            headers_origin,
         } = request;
+        let own_origin: &reqwest::Url = headers_origin.as_ref().unwrap_or(first_url);
+        let overrides = *overrides;
+        let mut method = method.clone();
+        let mut body = std::mem::replace(body, Body::empty());
+        let mut redirected: Option<reqwest::Url> = None;
         let mut redirects = 0;
         let mut refreshed = false;
         loop {
-            let uri = parse_uri(&url)?;
-            let mut req_headers = self.hop_headers(&url, &mut headers, &own_origin);
+            let url: &reqwest::Url = redirected.as_ref().unwrap_or(first_url);
+            let uri = match first_uri.take() {
+                Some(uri) => uri,
+                None => parse_uri(url)?,
+            };
+            let mut req_headers = self.hop_headers(url, headers, own_origin);
             let mut used_token = None;
             if let Some(auth) = inner.auth.as_ref().filter(|a| a.applies_to(&uri)) {
                 let (name, value) = match deadline {
@@ -179,7 +191,7 @@ impl Client {
             }
 
             let res = self
-                .route(&url)
+                .route(url)
                 .send(req)
                 .await
                 .map_err(|e: BoxError| Error::from_stack(e).with_url(Some(url.clone())))?;
@@ -201,18 +213,18 @@ impl Client {
                     None => {
                         tracing::warn!(
                             target: "palisade",
-                            url = %crate::redact::url(&url),
+                            url = %crate::redact::url(url),
                             "401 not replayed after the token refresh: the request body was \
                              streamed past its replay cap and cannot be sent again"
                         );
-                        return Ok((res, url));
+                        return Ok((res, redirected));
                     }
                 }
             }
 
             if res.status().is_redirection()
                 && inner.max_redirects > 0
-                && let Some(next) = redirect_target(&url, res.headers())
+                && let Some(next) = redirect_target(url, res.headers())
             {
                 if redirects >= inner.max_redirects {
                     return Err(Error::new(Kind::Transport)
@@ -220,7 +232,7 @@ impl Client {
                             "too many redirects (more than {})",
                             inner.max_redirects
                         ))
-                        .with_url(Some(url)));
+                        .with_url(Some(url.clone())));
                 }
                 let (next_method, keep_body) = redirect_method(res.status(), &method);
                 if keep_body {
@@ -229,11 +241,11 @@ impl Client {
                         None => {
                             tracing::debug!(
                                 target: "palisade",
-                                url = %crate::redact::url(&url),
+                                url = %crate::redact::url(url),
                                 status = res.status().as_u16(),
                                 "redirect not followed: the request body cannot be sent again"
                             );
-                            return Ok((res, url));
+                            return Ok((res, redirected));
                         }
                     }
                 } else {
@@ -250,10 +262,10 @@ impl Client {
                 }
                 method = next_method;
                 redirects += 1;
-                url = next;
+                redirected = Some(next);
                 continue;
             }
-            return Ok((res, url));
+            return Ok((res, redirected));
         }
     }
 }
