@@ -77,6 +77,7 @@
 //!   pairs in `RATIOS` below when both ran;
 //! - `<variant>_<a>_over_<b>_ns`: the median over the rounds of `a`'s time
 //!   per call minus `b`'s, for the pairs in `DIFFERENCES` below;
+//!   `<variant>_<a>_over_<b>_allocs` likewise for allocations per call;
 //! - `rounds`, `calls_per_round`, `alloc_calls`: the workload;
 //! - `cmd` (text): the command that reproduces the figures;
 //!   `resilience_note` (text): how tower-resilience was set up.
@@ -593,6 +594,7 @@ fn stack(c: &mut Criterion) {
     }
     let per_call = |d: Duration| d.as_nanos() as f64 / ROUND_CALLS as f64;
     let mut results = Results::new("micro");
+    let mut allocations = vec![0.0; all.len()];
     for (i, case) in all.iter_mut().enumerate() {
         (case.run)(&rt, 100); // warm
         let region = Region::new(GLOBAL);
@@ -602,6 +604,7 @@ fn stack(c: &mut Criterion) {
         let ns = median(&times);
         let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
         let allocs = stats.allocations as f64 / ALLOC_CALLS as f64;
+        allocations[i] = allocs;
         let bytes = stats.bytes_allocated as f64 / ALLOC_CALLS as f64;
         println!(
             "summary {}: {ns:.0} ns/call (median of {ROUNDS} interleaved rounds), {fastest:.0} ns/call (fastest), {allocs:.2} allocations/call, {bytes:.1} bytes/call",
@@ -646,6 +649,10 @@ fn stack(c: &mut Criterion) {
             let over = median(&per_round);
             println!("difference {variant}: {a} - {b} = {over:.0} ns/call (median per-round)");
             results.number(&format!("{variant}_{a}_over_{b}_ns"), over);
+            let allocs = |i: usize| allocations[i];
+            let extra = allocs(ia) - allocs(ib);
+            println!("difference {variant}: {a} - {b} = {extra:.2} allocations/call");
+            results.number(&format!("{variant}_{a}_over_{b}_allocs"), extra);
         }
     }
     results
