@@ -96,7 +96,10 @@ impl MemoryBackend {
         let mut map = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
         match state {
             SharedState::Open { remaining } => {
-                map.insert(key.clone(), Instant::now() + remaining);
+                map.insert(
+                    key.clone(),
+                    palisade_core::deadline::saturating_after(Instant::now(), remaining),
+                );
             }
             SharedState::Closed => {
                 map.remove(key);
@@ -120,6 +123,26 @@ impl BreakerStateBackend for MemoryBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_state_of_duration_max_is_stored_without_panicking() {
+        let b = MemoryBackend::new();
+        let k = Key::from("a");
+        b.publish(
+            &k,
+            SharedState::Open {
+                remaining: Duration::MAX,
+            },
+        )
+        .await
+        .unwrap();
+        match b.fetch(&k).await.unwrap() {
+            SharedState::Open { remaining } => {
+                assert!(remaining > Duration::from_secs(29 * 365 * 24 * 3600), "{remaining:?}")
+            }
+            other => panic!("expected open, got {other:?}"),
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn open_state_expires_with_its_break() {

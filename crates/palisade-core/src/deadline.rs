@@ -28,6 +28,28 @@ use std::time::Duration;
 use http::Extensions;
 use tokio::time::Instant;
 
+/// About 30 years: "never" for a timer.
+const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + d`, or about 30 years from `now` when that cannot be represented.
+///
+/// Every duration a user or a server gives (a `Retry-After` of `u64::MAX`
+/// seconds, a setting of `Duration::MAX`) goes through this instead of `+`,
+/// which panics on overflow.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use tokio::time::Instant;
+/// let now = Instant::now();
+/// let later = palisade_core::deadline::saturating_after(now, Duration::MAX);
+/// assert!(later > now);
+/// ```
+pub fn saturating_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
 /// The instant by which the whole logical request must finish.
 ///
 /// Time is [`tokio::time::Instant`], so tests can pause the clock.
@@ -45,11 +67,9 @@ impl Deadline {
     /// A deadline `budget` from now. A budget too large to represent is
     /// treated as about 30 years, which is never in practice.
     pub fn after(budget: Duration) -> Self {
-        let now = Instant::now();
-        let at = now
-            .checked_add(budget)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600));
-        Self { at }
+        Self {
+            at: saturating_after(Instant::now(), budget),
+        }
     }
 
     /// The instant itself.

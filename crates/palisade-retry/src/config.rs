@@ -223,7 +223,13 @@ impl Adaptive {
             .latencies
             .quantile(key, self.config.quantile, self.config.min_samples)
         {
-            Some(q) => q.mul_f64(self.config.multiplier).clamp(backoff.base(), cap),
+            Some(q) => {
+                // A multiplier that is negative, NaN or overflows gives the
+                // cap, never a panic; so does a cap below the base.
+                let scaled = Duration::try_from_secs_f64(q.as_secs_f64() * self.config.multiplier)
+                    .unwrap_or(cap);
+                scaled.min(cap).max(backoff.base())
+            }
             None => backoff.base(),
         }
     }

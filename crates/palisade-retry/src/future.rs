@@ -246,7 +246,7 @@ where
                     Ok(res) if shared.drain_cap > 0 => Some(res.into_body()),
                     _ => None,
                 };
-                let wake_at = Instant::now() + delay;
+                let wake_at = palisade_core::deadline::saturating_after(Instant::now(), delay);
                 match this.waiting.as_mut() {
                     Some(w) => {
                         let mut w = w.as_mut().project();

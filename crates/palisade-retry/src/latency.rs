@@ -92,7 +92,7 @@ impl LatencyWindow {
         let now = Instant::now();
         let age = now.saturating_duration_since(w.current_start);
         if age >= self.window {
-            if age >= self.window * 2 {
+            if age >= self.window.saturating_mul(2) {
                 w.previous.clear();
             } else {
                 let w = &mut *w;

@@ -283,6 +283,24 @@ async fn retry_after_is_only_honoured_on_configured_statuses() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn retry_after_of_u64_max_seconds_with_no_cap_waits_without_panicking() {
+    // `Instant + Duration` panics on overflow; a server-given wait of
+    // u64::MAX seconds, allowed by max_retry_after(Duration::MAX), must be a
+    // very long wait (about 30 years on the paused clock), not a panic.
+    let up = Scripted::new([
+        status_with(503, "retry-after", u64::MAX.to_string()),
+        status(200),
+    ]);
+    let policy = quick().max_retry_after(Duration::MAX);
+    let res = send(&mut with(policy, &up), get("http://a.test/"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let gap = up.gaps()[0];
+    assert!(gap >= Duration::from_secs(29 * 365 * 24 * 3600), "{gap:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_after_beyond_max_is_returned_at_once() {
     let rec = Recorder::default();
     let _g = rec.install();
@@ -654,6 +672,32 @@ async fn adaptive_floor_scales_backoff_with_the_keys_latency() {
         send(&mut svc, get("http://slow.test/")).await.unwrap();
     }
     assert_eq!(*up.gaps().last().unwrap() - latency, ms(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_floor_with_extreme_settings_never_panics() {
+    // A window of Duration::MAX: its rotation check doubled it.
+    let latency = ms(500);
+    let slow = |code| after(latency, status(code));
+    let up = Scripted::new([slow(200), slow(200), slow(200), slow(503), slow(200)]);
+    let policy = quick().max_delay(Duration::from_secs(2)).adaptive_floor(
+        AdaptiveFloor::new()
+            .min_samples(3)
+            .window(Duration::MAX),
+    );
+    let mut svc = with(policy, &up);
+    for _ in 0..4 {
+        assert_eq!(
+            send(&mut svc, get("http://slow.test/"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // The floor still learned the key's latency (p95 of 500 ms).
+    let backoff = *up.gaps().last().unwrap() - latency;
+    assert!(backoff >= latency && backoff <= ms(600), "{backoff:?}");
 }
 
 #[tokio::test(start_paused = true)]

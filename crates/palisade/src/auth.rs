@@ -213,7 +213,9 @@ impl TokenCache {
         let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let t = cur.as_ref()?;
         match t.expires_at {
-            Some(at) if Instant::now() + self.margin >= at => None,
+            Some(at) if palisade_core::deadline::saturating_after(Instant::now(), self.margin) >= at => {
+                None
+            }
             _ => Some(t.value.clone()),
         }
     }
@@ -400,6 +402,22 @@ mod tests {
             "Bearer t2",
             "inside the margin"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_margin_of_duration_max_refreshes_every_time_without_panicking() {
+        let n = Arc::new(AtomicU32::new(0));
+        let auth = Auth::provider(
+            Counting {
+                n: n.clone(),
+                ttl: Duration::from_secs(100),
+            },
+            Duration::MAX,
+        );
+        assert_eq!(auth.header().await.unwrap().1, "Bearer t1");
+        // Every token is inside a margin that long: each call refreshes.
+        assert_eq!(auth.header().await.unwrap().1, "Bearer t2");
+        assert_eq!(n.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
