@@ -39,10 +39,14 @@ pub(crate) struct Inner {
     pub(crate) headers: HeaderMap,
     pub(crate) auth: Option<Auth>,
     pub(crate) credentials: Credentials,
-    pub(crate) user_agent: HeaderValue,
+    /// The `User-Agent` the hop loop adds when a request has none: only an
+    /// explicit one, with a custom transport. The reqwest transport the
+    /// client builds adds it itself (as a default header, so that it yields
+    /// to the request's), which spares every request a header map.
+    pub(crate) user_agent: Option<HeaderValue>,
     default: Route,
     mounts: Vec<(String, Route)>,
-    shutdown: Arc<Shutdown>,
+    pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) max_redirects: usize,
     idempotency_header: HeaderName,
     description: stack::Description,
@@ -219,9 +223,7 @@ impl Client {
             crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
         let out = match outcome {
             Outcome::Done(Ok((res, redirected)), _) => {
-                // The body stays counted in flight until it ends, so
-                // shutdown waits for downloads too, then cancels them.
-                let res = res.map(|b| reqwest::Body::wrap(self.inner.shutdown.guard_body(b)));
+                // The body is counted in flight by the route (`Route::send`).
                 let url = redirected.unwrap_or(request.url);
                 Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }
@@ -369,6 +371,10 @@ impl ClientBuilder {
     /// `palisade/<version>`; some APIs, GitHub's among them, refuse requests
     /// without one). A `User-Agent` set with
     /// [`default_header`](Self::default_header) or on a request wins.
+    ///
+    /// The reqwest transport the client builds sends it. A custom
+    /// [`transport`](Self::transport) is the caller's own HTTP client and
+    /// sends its own `User-Agent`, unless one is set here.
     pub fn user_agent(mut self, value: &str) -> Self {
         self.user_agent = Some(value.to_owned());
         self
@@ -561,7 +567,7 @@ impl ClientBuilder {
         };
 
         let (default, mut description) =
-            stack::build(&self.stack, self.transport.as_ref(), &self.custom)?;
+            stack::build(&self.stack, self.transport.as_ref(), &self.custom, &user_agent)?;
         if !self.custom.is_empty() {
             description.layers.insert(
                 0,
@@ -575,7 +581,8 @@ impl ClientBuilder {
                     "mount prefix {prefix:?} is not an absolute URL: {e}"
                 ))
             })?;
-            let (svc, desc) = stack::build(&cfg, self.transport.as_ref(), &self.custom)?;
+            let (svc, desc) =
+                stack::build(&cfg, self.transport.as_ref(), &self.custom, &user_agent)?;
             description.mounts.push((prefix.clone(), desc));
             mounts.push((prefix, svc));
         }
@@ -588,7 +595,9 @@ impl ClientBuilder {
                 headers,
                 auth,
                 credentials: Credentials::new(keep),
-                user_agent,
+                // With a custom transport, only an explicit User-Agent.
+                user_agent: (self.transport.is_some() && self.user_agent.is_some())
+                    .then_some(user_agent),
                 default,
                 mounts,
                 shutdown: Shutdown::new(),

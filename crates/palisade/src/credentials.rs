@@ -70,9 +70,9 @@ impl Credentials {
         Self { keep }
     }
 
-    /// Whether `name` (with `value`'s sensitivity) must not leave its origin.
-    fn stays_home(&self, name: &HeaderName, sensitive: bool) -> bool {
-        (sensitive || is_credential(name)) && !self.keep.contains(name)
+    /// Whether the header `name: value` must not leave its origin.
+    pub(crate) fn stays_home(&self, name: &HeaderName, value: &http::HeaderValue) -> bool {
+        (value.is_sensitive() || is_credential(name)) && !self.keep.contains(name)
     }
 
     /// Removes every credential from `headers`, for a hop to an origin they
@@ -81,7 +81,7 @@ impl Credentials {
         // Collected first: a HeaderMap cannot drop entries while iterated.
         let drop: Vec<HeaderName> = headers
             .iter()
-            .filter(|(k, v)| self.stays_home(k, v.is_sensitive()))
+            .filter(|(k, v)| self.stays_home(k, v))
             .map(|(k, _)| k.clone())
             .collect();
         for name in drop {

@@ -95,23 +95,24 @@ impl Client {
         if !same_origin(url, own_origin) {
             inner.credentials.filter(own);
         }
+        // An empty map clones without allocating: a request with no
+        // headers of its own, to a client with no default headers, costs
+        // no header map at all.
         let mut out = own.clone();
         if !inner.headers.is_empty() {
             let home = inner.base_url.as_ref().unwrap_or(own_origin);
-            let mut defaults = inner.headers.clone();
-            if !same_origin(url, home) {
-                inner.credentials.filter(&mut defaults);
-            }
-            for name in defaults.keys() {
-                if !out.contains_key(name) {
-                    for v in defaults.get_all(name) {
-                        out.append(name.clone(), v.clone());
-                    }
+            let away = !same_origin(url, home);
+            for (name, value) in &inner.headers {
+                if own.contains_key(name) || (away && inner.credentials.stays_home(name, value)) {
+                    continue;
                 }
+                out.append(name.clone(), value.clone());
             }
         }
-        if !out.contains_key(USER_AGENT) {
-            out.insert(USER_AGENT, inner.user_agent.clone());
+        if let Some(ua) = &inner.user_agent
+            && !out.contains_key(USER_AGENT)
+        {
+            out.insert(USER_AGENT, ua.clone());
         }
         out
     }
@@ -192,7 +193,7 @@ impl Client {
 
             let res = self
                 .route(url)
-                .send(req)
+                .send(req, &inner.shutdown)
                 .await
                 .map_err(|e: BoxError| Error::from_stack(e).with_url(Some(url.clone())))?;
 

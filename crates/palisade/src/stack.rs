@@ -20,6 +20,7 @@ use palisade_retry::{HedgeLayer, RetryLayer};
 use palisade_timeout::{AttemptTimeoutLayer, BodyTimeoutLayer, DeadlineLayer};
 
 use crate::error::Error;
+use crate::shutdown::Shutdown;
 use crate::telemetry::AttemptSpanLayer;
 use crate::toggle::Toggle;
 
@@ -46,27 +47,45 @@ pub(crate) trait Stack: Send + Sync {
     /// futures), the call's future is the only allocation; otherwise the
     /// clone is kept in the returned future, which finishes readying it
     /// (its wake-up is already registered with `cx`) and then calls it.
-    fn ready_call(&self, cx: &mut Context<'_>, req: http::Request<Body>) -> RouteFuture;
+    ///
+    /// The response body, still of the stack's concrete type, is counted
+    /// in flight by `shutdown` and boxed into a `reqwest::Body` once: the
+    /// one box of the response path.
+    fn ready_call(
+        &self,
+        cx: &mut Context<'_>,
+        req: http::Request<Body>,
+        shutdown: &Arc<Shutdown>,
+    ) -> RouteFuture;
 }
 
-impl<S> Stack for S
+impl<S, B> Stack for S
 where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = http::Response<reqwest::Body>,
-            Error = BoxError,
-        > + Clone
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = BoxError>
+        + Clone
         + Send
         + Sync
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
 {
-    fn ready_call(&self, cx: &mut Context<'_>, req: http::Request<Body>) -> RouteFuture {
+    fn ready_call(
+        &self,
+        cx: &mut Context<'_>,
+        req: http::Request<Body>,
+        shutdown: &Arc<Shutdown>,
+    ) -> RouteFuture {
+        use futures_util::TryFutureExt as _;
+        let shutdown = shutdown.clone();
+        let wrap = move |res: http::Response<B>| {
+            res.map(|b| reqwest::Body::wrap(shutdown.guard_body(b)))
+        };
         let mut svc = self.clone();
         match svc.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Box::pin(svc.call(req)),
+            Poll::Ready(Ok(())) => Box::pin(svc.call(req).map_ok(wrap)),
             Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
-            Poll::Pending => Box::pin(svc.oneshot(req)),
+            Poll::Pending => Box::pin(svc.oneshot(req).map_ok(wrap)),
         }
     }
 }
@@ -95,22 +114,30 @@ impl Route {
         self.deadline
     }
 
-    /// Readies the route and sends `req` through it.
+    /// Readies the route and sends `req` through it. The response body
+    /// stays counted in flight by `shutdown` until it ends or is dropped, so
+    /// shutdown waits for downloads too, then cancels them.
     pub(crate) async fn send(
         &self,
         req: http::Request<Body>,
+        shutdown: &Arc<Shutdown>,
     ) -> Result<http::Response<reqwest::Body>, BoxError> {
         match &self.path {
             Path::Stack(stack) => {
                 let mut req = Some(req);
                 let call = std::future::poll_fn(|cx| match req.take() {
-                    Some(req) => Poll::Ready(stack.ready_call(cx, req)),
+                    Some(req) => Poll::Ready(stack.ready_call(cx, req, shutdown)),
                     None => unreachable!("a completed poll_fn is not polled again"),
                 })
                 .await;
                 call.await
             }
-            Path::Custom(svc) => svc.clone().oneshot(req).await,
+            // Custom layers take and give `reqwest::Body`: the guard is a
+            // second box here.
+            Path::Custom(svc) => {
+                let res = svc.clone().oneshot(req).await?;
+                Ok(res.map(|b| reqwest::Body::wrap(shutdown.guard_body(b))))
+            }
         }
     }
 }
@@ -359,7 +386,7 @@ impl StackConfig {
         }
         if let (Some(b), Some(a)) = (&self.breaker, self.attempt_timeout)
             && let Some(window) = b.config().sampling_duration()
-            && window < a * 2
+            && window < a.saturating_mul(2)
         {
             return Err(Error::config(format!(
                 "the breaker's sampling window ({window:?}) must be at least twice the \
@@ -424,6 +451,7 @@ pub(crate) fn build(
     cfg: &StackConfig,
     transport: Option<&TransportFactory>,
     custom: &[CustomLayer],
+    user_agent: &http::HeaderValue,
 ) -> Result<(Route, Description), Error> {
     let cfg = &cfg.resolved();
     cfg.validate()?;
@@ -446,6 +474,8 @@ pub(crate) fn build(
                 .map_err(|e| Error::config(e.to_string()))?
                 // The client follows redirects itself, hop by hop, through the stack.
                 .redirect(reqwest::redirect::Policy::none())
+                // A default header: a request's own User-Agent wins.
+                .user_agent(user_agent.clone())
                 .build()
                 .map_err(|e| Error::config("could not build the HTTP client").with_source(e))?,
         ),
@@ -563,8 +593,7 @@ impl Layers<'_> {
             .layer(Toggle(self.attempt))
             .layer(Toggle(cfg.body_timeout.clone()))
             .map_request(crate::telemetry::count_send::<Body>)
-            .service(transport)
-            .map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap));
+            .service(transport);
         let deadline = cfg.deadline;
         if custom.is_empty() {
             return Route {
@@ -572,7 +601,9 @@ impl Layers<'_> {
                 deadline,
             };
         }
-        let mut svc = HttpService::new(svc);
+        let mut svc = HttpService::new(
+            svc.map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap)),
+        );
         for layer in custom.iter().rev() {
             svc = layer(svc);
         }
