@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     mounts: Vec<(String, Route)>,
     shutdown: Arc<Shutdown>,
     pub(crate) max_redirects: usize,
+    pub(crate) limits: crate::limit::Limits,
     idempotency_header: HeaderName,
     description: stack::Description,
     #[cfg(feature = "metrics")]
@@ -214,6 +215,10 @@ impl Client {
             request.overrides.deadline,
             self.route(&request.url).deadline(),
         );
+        let max_body = request
+            .overrides
+            .max_body
+            .unwrap_or(self.inner.limits.max_body);
         let run = self.run(&mut request, uri, deadline);
         let outcome =
             crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
@@ -222,6 +227,14 @@ impl Client {
                 // The body stays counted in flight until it ends, so
                 // shutdown waits for downloads too, then cancels them.
                 let res = res.map(|b| reqwest::Body::wrap(self.inner.shutdown.guard_body(b)));
+                // A HEAD, a 204 and a 304 have no body to decode.
+                let bodiless = method == Method::HEAD
+                    || matches!(
+                        res.status(),
+                        http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+                    );
+                let negotiated = !bodiless && self.negotiated(&request);
+                let res = crate::limit::guard(res, negotiated, &self.inner.limits, max_body).await;
                 let url = redirected.unwrap_or(request.url);
                 Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }
@@ -277,6 +290,7 @@ pub struct ClientBuilder {
     transport: Option<stack::TransportFactory>,
     custom: Vec<CustomLayer>,
     max_redirects: usize,
+    limits: crate::limit::Limits,
     idempotency_header: Option<String>,
     error: Option<Error>,
 }
@@ -315,6 +329,7 @@ impl ClientBuilder {
             transport: None,
             custom: Vec::new(),
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            limits: crate::limit::Limits::default(),
             idempotency_header: None,
             error: None,
         }
@@ -407,6 +422,50 @@ impl ClientBuilder {
         self
     }
 
+    /// The cap on every buffered read of a response body, in decoded bytes
+    /// (default [`DEFAULT_MAX_BODY`](crate::DEFAULT_MAX_BODY), 64 MiB):
+    /// `send_json`, pagination pages, batch results, the blocking client's
+    /// `bytes`/`text`/`json` and [`ResponseExt`](crate::ResponseExt). A
+    /// `Content-Length` over it fails at once; a body without one, or whose
+    /// length lies, fails as soon as it passes it. A body over it is
+    /// [`Kind::BodyTooLarge`]. 0 admits only empty bodies; `u64::MAX` is no
+    /// cap. [`RequestBuilder::max_body`] overrides it for one request. See
+    /// [`limit`](crate::limit).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.limits.max_body = bytes;
+        self
+    }
+
+    /// The bound on the decompression ratio (default
+    /// [`DEFAULT_MAX_DECOMPRESSION_RATIO`](crate::limit::DEFAULT_MAX_DECOMPRESSION_RATIO),
+    /// 100): past [`decompression_ratio_after`](Self::decompression_ratio_after)
+    /// decoded bytes, a body that decodes to more than `ratio` bytes per byte
+    /// received fails with [`Kind::BodyTooLarge`], however it is read. 0 is a
+    /// [`Kind::Config`] error at `build`; `u32::MAX` in effect turns the
+    /// bound off.
+    pub fn max_decompression_ratio(mut self, ratio: u32) -> Self {
+        self.limits.max_ratio = ratio;
+        self
+    }
+
+    /// How many decoded bytes a body may produce before its decompression
+    /// ratio is checked (default
+    /// [`DEFAULT_RATIO_GRACE`](crate::limit::DEFAULT_RATIO_GRACE), 1 MiB), so
+    /// that a small, very compressible answer is never refused.
+    pub fn decompression_ratio_after(mut self, bytes: u64) -> Self {
+        self.limits.ratio_grace = bytes;
+        self
+    }
+
+    /// Applies the [`max_body`](Self::max_body) cap to streamed reads too:
+    /// downloads, `chunk()` loops and the blocking client's `Read` and
+    /// `copy_to` (default `false`: they run in flat memory, so only the
+    /// decompression ratio bounds them).
+    pub fn cap_streams(mut self, enabled: bool) -> Self {
+        self.limits.cap_streams = enabled;
+        self
+    }
+
     /// The header that carries idempotency keys set with
     /// [`RequestBuilder::idempotency_key`] (default: the retry policy's,
     /// `Idempotency-Key`). It must be the header the retry policy recognises,
@@ -487,6 +546,7 @@ impl ClientBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
+        self.limits.validate()?;
         let base_url = match &self.base_url {
             None => None,
             Some(s) => {
@@ -593,6 +653,7 @@ impl ClientBuilder {
                 mounts,
                 shutdown: Shutdown::new(),
                 max_redirects: self.max_redirects,
+                limits: self.limits,
                 idempotency_header,
                 description,
                 #[cfg(feature = "metrics")]

@@ -25,6 +25,7 @@ pub mod download;
 mod error;
 mod hop;
 mod in_flight;
+pub mod limit;
 pub mod paginate;
 mod redact;
 mod request;
@@ -48,6 +49,7 @@ pub use client::{
 };
 pub use download::{DEFAULT_MAX_RESUMES, Download, Downloaded, Progress};
 pub use error::{Error, Kind};
+pub use limit::{BodyTooLarge, DEFAULT_MAX_BODY, ResponseExt};
 pub use paginate::{Paginate, Pagination};
 pub use palisade_core::Body;
 pub use palisade_reqwest::PoolConfig;

@@ -446,6 +446,13 @@ pub(crate) fn build(
                 .map_err(|e| Error::config(e.to_string()))?
                 // The client follows redirects itself, hop by hop, through the stack.
                 .redirect(reqwest::redirect::Policy::none())
+                // And decodes the final body itself, counting the wire bytes
+                // under the decoder (`limit.rs`); off even if another crate
+                // in the build turns reqwest's decoders on.
+                .no_gzip()
+                .no_brotli()
+                .no_zstd()
+                .no_deflate()
                 .build()
                 .map_err(|e| Error::config("could not build the HTTP client").with_source(e))?,
         ),
