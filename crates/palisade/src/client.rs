@@ -479,8 +479,10 @@ impl ClientBuilder {
     /// deadline), inside the client's own handling of credentials and
     /// redirects. Layers added first end up outermost. Any layer over
     /// `http::Request<palisade::Body>` fits, tower-http's included (trace,
-    /// decompression, set-header): it sees each logical request once per
-    /// redirect hop, with its credentials already attached. Each added layer
+    /// set-header): it sees each logical request once per redirect hop, with
+    /// its credentials already attached. The client decodes compression
+    /// itself, under the decompression ratio bound; a decompression layer
+    /// here would decode first and escape it. Each added layer
     /// costs one boxing per call. It applies to the default stack and to
     /// every mount.
     pub fn layer<L, S, B>(mut self, layer: L) -> Self

@@ -14,6 +14,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Compression is negotiated and decoded by the client, and every buffered
+//! read of a body (`send_json`, pages, batch results, the blocking client's
+//! `bytes`/`text`/`json`, [`ResponseExt`] after `send()`) is capped, 64 MiB
+//! by default, with a bound on the decompression ratio: see [`limit`].
+//!
 //! See `docs/layer-order.md` for the order of the layers and why.
 
 pub mod auth;

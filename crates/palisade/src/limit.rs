@@ -281,8 +281,8 @@ mod sealed {
     impl Sealed for reqwest::Response {}
 }
 
-/// Buffered reads of a `reqwest::Response` from [`RequestBuilder::send`]
-/// (crate::RequestBuilder::send), capped at the response's
+/// Buffered reads of a `reqwest::Response` from
+/// [`RequestBuilder::send`](crate::RequestBuilder::send), capped at the response's
 /// [`max_body`]: the request's own cap, else the client's. Use these in
 /// place of reqwest's `bytes()`, `text()` and `json()`, which read without
 /// a bound.
@@ -414,7 +414,7 @@ impl HttpBody for Guarded {
                 return Poll::Ready(Some(Err(err.into())));
             }
         }
-        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
