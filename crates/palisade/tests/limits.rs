@@ -420,3 +420,33 @@ async fn a_stub_that_never_ends_is_refused_on_the_paused_clock() {
     assert_eq!(err.kind(), Kind::BodyTooLarge, "{err:?}");
     assert_eq!(err.body_too_large().unwrap().read(), 12_288);
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_neither_retried_nor_a_breaker_failure() {
+    let server = FlakyServer::start().await.unwrap();
+    server.script(
+        "/bomb",
+        Script::always(Behavior::encoded("gzip", gzip_bomb(8 << 20))),
+    );
+    server.script("/endless", Script::always(Behavior::endless()));
+    // One failure would open the circuit; retries on anything retryable.
+    let breaker = palisade::breaker::BreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .max_body(1 << 20)
+        .stack(|s| s.breaker(Some(breaker)))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        for path in ["bomb", "endless"] {
+            let err = client.get(path).send_json::<Value>().await.unwrap_err();
+            // Were it a breaker failure, the next call would be CircuitOpen.
+            assert_eq!(err.kind(), Kind::BodyTooLarge, "{path}: {err:?}");
+        }
+    }
+    assert_eq!(server.stats("/bomb").attempts, 3, "one attempt per call");
+    assert_eq!(server.stats("/endless").attempts, 3, "one attempt per call");
+}
