@@ -231,6 +231,81 @@ proptest! {
         })?;
     }
 
+    /// Any body limits, and any body (plain or gzip, its length announced
+    /// or not): the whole body, `BodyTooLarge`, or `Config` for a zero
+    /// ratio; never a panic.
+    #[test]
+    fn body_limits_give_the_body_or_body_too_large(
+        max_body in prop_oneof![Just(0u64), Just(u64::MAX), 0u64..20_000, any::<u64>()],
+        ratio in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+        grace in prop_oneof![Just(0u64), Just(u64::MAX), 0u64..20_000],
+        cap_streams in any::<bool>(),
+        len in 0usize..12_000,
+        gzipped in any::<bool>(),
+        announce in any::<bool>(),
+    ) {
+        paused(async move {
+            let plain = vec![b'a'; len];
+            let wire = if gzipped {
+                use std::io::Write as _;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&plain).unwrap();
+                e.finish().unwrap()
+            } else {
+                plain.clone()
+            };
+            let wire_len = wire.len();
+            let body = bytes::Bytes::from(wire);
+            let built = Client::builder()
+                .stack(|_| StackConfig::bare())
+                .max_body(max_body)
+                .max_decompression_ratio(ratio)
+                .decompression_ratio_after(grace)
+                .cap_streams(cap_streams)
+                .transport(MemoryUpstream::new(move |_| {
+                    let mut r = Reply::ok().with_body(1, body.clone(), Duration::ZERO);
+                    if gzipped {
+                        r = r.with_header(
+                            http::header::CONTENT_ENCODING,
+                            HeaderValue::from_static("gzip"),
+                        );
+                    }
+                    if announce {
+                        r = r.with_header(http::header::CONTENT_LENGTH, wire_len.into());
+                    }
+                    r
+                }))
+                .build();
+            let client = match built {
+                Ok(c) => c,
+                Err(e) => {
+                    prop_assert_eq!(e.kind(), Kind::Config, "{:?}", e);
+                    prop_assert_eq!(ratio, 0);
+                    return Ok(());
+                }
+            };
+            prop_assert!(ratio > 0);
+            match client.get("http://up.test/x").send().await {
+                Ok(res) => match palisade::ResponseExt::capped_bytes(res).await {
+                    Ok(got) => {
+                        prop_assert_eq!(got.len(), len);
+                        prop_assert!(len as u64 <= max_body);
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.kind(), Kind::BodyTooLarge, "{:?}", e);
+                        let too = e.body_too_large().unwrap();
+                        prop_assert!(
+                            too.is_decompression_bomb() || len as u64 > max_body,
+                            "{}", too
+                        );
+                    }
+                },
+                Err(e) => prop_assert_eq!(e.kind(), Kind::BodyTooLarge, "{:?}", e),
+            }
+            Ok(())
+        })?;
+    }
+
     /// Any text as a base URL: a client, or `Config`.
     #[test]
     fn base_urls_give_a_client_or_a_config_error(

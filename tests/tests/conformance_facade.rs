@@ -365,6 +365,64 @@ async fn compressed_answers_are_negotiated_and_decoded() {
     }
 }
 
+fn gzip(chunks: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for c in chunks {
+        enc.write_all(&c).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_from_nginx_is_refused_early_and_real_gzip_is_decoded() {
+    use palisade::ResponseExt as _;
+    use palisade::limit::DEFAULT_RATIO_GRACE;
+    // gzip_static serves `<file>.gz` as it is, with Content-Encoding: gzip,
+    // to a client that accepts gzip: the server's framing, not ours.
+    let nginx = Nginx::config()
+        .server("location /static/ { gzip_static on; default_type application/json; }")
+        .start();
+    // 256 MiB of zeros in about 250 kB: about 1000:1.
+    let bomb = gzip((0..256).map(|_| vec![0u8; 1 << 20]));
+    nginx.write_file("/static/bomb.json", b"[]");
+    nginx.write_file("/static/bomb.json.gz", &bomb);
+    // A real JSON document, 20:1 or so: decoded whole.
+    let doc = serde_json::to_vec(&(0..50_000).map(|i| i % 7).collect::<Vec<u32>>()).unwrap();
+    nginx.write_file("/static/doc.json", b"[]");
+    nginx.write_file("/static/doc.json.gz", &gzip(std::iter::once(doc.clone())));
+
+    let client = client_for(&nginx.url("/")).build().unwrap();
+    let v: Vec<u32> = client.get("static/doc.json").send_json().await.unwrap();
+    assert_eq!(v.len(), 50_000);
+
+    let err = client
+        .get("static/bomb.json")
+        .send_json::<Value>()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Kind::BodyTooLarge, "{err:?}");
+    let too = err.body_too_large().unwrap();
+    assert!(too.is_decompression_bomb(), "{too}");
+    // Refused just past the 1 MiB grace, a few kB into the wire bytes.
+    assert!(too.read() <= DEFAULT_RATIO_GRACE + (64 << 10), "{too}");
+    assert!(too.wire_bytes().unwrap() < bomb.len() as u64 / 10, "{too}");
+    let log = nginx.access_log();
+    assert!(log.contains("ae=gzip, br, zstd, deflate"), "{log}");
+
+    // A caller that asks for gzip itself gets the file's bytes, capped as
+    // they are.
+    let res = client
+        .get("static/doc.json")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let raw = res.capped_bytes().await.unwrap();
+    assert_eq!(raw, gzip(std::iter::once(doc)));
+}
+
 #[tokio::test]
 async fn a_download_asks_for_identity_so_its_bytes_are_the_files() {
     let nginx = Nginx::config()

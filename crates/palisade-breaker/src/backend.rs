@@ -138,7 +138,10 @@ mod tests {
         .unwrap();
         match b.fetch(&k).await.unwrap() {
             SharedState::Open { remaining } => {
-                assert!(remaining > Duration::from_secs(29 * 365 * 24 * 3600), "{remaining:?}")
+                assert!(
+                    remaining > Duration::from_secs(29 * 365 * 24 * 3600),
+                    "{remaining:?}"
+                )
             }
             other => panic!("expected open, got {other:?}"),
         }

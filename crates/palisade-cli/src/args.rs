@@ -53,6 +53,36 @@ pub(crate) fn rate(s: &str) -> Result<Rate, String> {
     Ok(Rate { n, per_minute })
 }
 
+/// A size in bytes: `1048576`, `512KiB`, `64MiB`, `1GiB` (binary), `10kB`,
+/// `5MB`, `2GB` (decimal); `none` for no limit (`u64::MAX`).
+pub(crate) fn size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(u64::MAX);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| {
+        format!("{s:?} is not a size: expected bytes such as 1048576, 64MiB or none")
+    })?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: expected B, KiB, MiB, GiB, kB, MB or GB"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large; use none for no limit"))
+}
+
 /// A request header, `Name: value`.
 #[derive(Debug, Clone)]
 pub(crate) struct Header {
@@ -119,6 +149,20 @@ mod tests {
         assert!(duration("0s").unwrap_err().contains("greater than zero"));
         assert!(duration("soon").is_err());
         assert!(duration("10").is_err(), "a unit is required");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("1048576"), Ok(1 << 20));
+        assert_eq!(size("64MiB"), Ok(64 << 20));
+        assert_eq!(size("64M"), Ok(64 << 20));
+        assert_eq!(size("10kB"), Ok(10_000));
+        assert_eq!(size("0"), Ok(0));
+        assert_eq!(size("none"), Ok(u64::MAX));
+        assert!(size("lots").is_err());
+        assert!(size("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(size("99999999999GiB").unwrap_err().contains("too large"));
+        assert!(size("-1").is_err());
     }
 
     #[test]

@@ -131,6 +131,14 @@ pub(crate) struct FetchArgs {
     #[arg(long, visible_alias = "cacert", value_name = "FILE")]
     ca_bundle: Option<PathBuf>,
 
+    /// Refuse a response body past SIZE (decoded bytes, saved or not), e.g.
+    /// 64MiB. Every body is streamed in flat memory, so there is no limit by
+    /// default (as with curl's --max-filesize); a body that never ends is
+    /// stopped by the deadline. A compressed body that decodes past 100:1 is
+    /// refused either way (a decompression bomb).
+    #[arg(long, value_name = "SIZE", default_value = "none", value_parser = args::size)]
+    max_body: u64,
+
     /// What stdout carries.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Ndjson)]
     output: Output,
@@ -382,13 +390,19 @@ fn build(args: &FetchArgs) -> anyhow::Result<Stack> {
             stack.pool(pool)
         }
     };
-    let client = Client::builder().stack(|_| stack).build().map_err(|e| {
-        if e.is_config() {
-            usage(e.to_string())
-        } else {
-            anyhow::Error::new(e)
-        }
-    })?;
+    // fetch streams every body: the cap applies to the stream.
+    let client = Client::builder()
+        .max_body(args.max_body)
+        .cap_streams(true)
+        .stack(|_| stack)
+        .build()
+        .map_err(|e| {
+            if e.is_config() {
+                usage(e.to_string())
+            } else {
+                anyhow::Error::new(e)
+            }
+        })?;
     Ok(Stack {
         client,
         breaker,
@@ -543,8 +557,14 @@ async fn fetch_one(ctx: &Ctx, url: String) -> (Row, Duration) {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        let too_large =
+                            palisade::core::error::find::<palisade::BodyTooLarge>(&e).is_some();
                         row.error = Some(RowError {
-                            kind: "body",
+                            kind: if too_large {
+                                palisade::Kind::BodyTooLarge.as_str()
+                            } else {
+                                "body"
+                            },
                             message: chain(&e),
                         });
                         failed = true;

@@ -669,6 +669,35 @@ async fn a_broken_body_fails_with_kind_body_and_leaves_no_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_body_stops_an_endless_body_and_a_gzip_bomb_as_body_too_large() {
+    let server = server().await;
+    server.script("/endless", Script::always(Behavior::endless()));
+    let out = fetch(&[
+        "--max-body",
+        "1MiB",
+        "--retries",
+        "0",
+        &server.url("/endless"),
+    ])
+    .await;
+    assert_exit(&out, 1);
+    let row = &rows(&out)[0];
+    assert_eq!(row["status"], 200);
+    assert_eq!(kind(row), "body_too_large", "{row}");
+    assert!(row["bytes"].as_u64().unwrap() <= 1 << 20, "{row}");
+    assert_eq!(server.stats("/endless").attempts, 1, "not retried");
+
+    // A body within the cap is fetched whole.
+    server.script("/small", Script::always(Behavior::large(1000)));
+    let out = fetch(&["--max-body", "1kB", &server.url("/small")]).await;
+    assert_exit(&out, 0);
+    assert_eq!(rows(&out)[0]["bytes"], 1000);
+
+    let out = fetch(&["--max-body", "lots", &server.url("/small")]).await;
+    assert_exit(&out, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3xx_is_success_and_table_output_is_one_table() {
     let server = server().await;
     server.script("/same", Script::always(Behavior::status(304)));
@@ -744,6 +773,7 @@ async fn help_and_version_exit_0() {
     let out = fetch(&["--help"]).await;
     assert_exit(&out, 0);
     let help = stdout(&out);
+    assert!(help.contains("[default: none]"), "{help}");
     for flag in [
         "--input",
         "--method",
@@ -761,6 +791,7 @@ async fn help_and_version_exit_0() {
         "--no-progress",
         "--output",
         "--save",
+        "--max-body",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

@@ -680,11 +680,9 @@ async fn adaptive_floor_with_extreme_settings_never_panics() {
     let latency = ms(500);
     let slow = |code| after(latency, status(code));
     let up = Scripted::new([slow(200), slow(200), slow(200), slow(503), slow(200)]);
-    let policy = quick().max_delay(Duration::from_secs(2)).adaptive_floor(
-        AdaptiveFloor::new()
-            .min_samples(3)
-            .window(Duration::MAX),
-    );
+    let policy = quick()
+        .max_delay(Duration::from_secs(2))
+        .adaptive_floor(AdaptiveFloor::new().min_samples(3).window(Duration::MAX));
     let mut svc = with(policy, &up);
     for _ in 0..4 {
         assert_eq!(

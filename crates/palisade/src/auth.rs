@@ -213,7 +213,9 @@ impl TokenCache {
         let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let t = cur.as_ref()?;
         match t.expires_at {
-            Some(at) if palisade_core::deadline::saturating_after(Instant::now(), self.margin) >= at => {
+            Some(at)
+                if palisade_core::deadline::saturating_after(Instant::now(), self.margin) >= at =>
+            {
                 None
             }
             _ => Some(t.value.clone()),

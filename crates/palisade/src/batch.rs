@@ -67,15 +67,14 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    /// Reads the whole body of `res`.
+    /// Reads the whole body of `res`, up to its cap
+    /// ([`ClientBuilder::max_body`](crate::ClientBuilder::max_body)); past it,
+    /// [`Kind::BodyTooLarge`].
     pub async fn from_response(res: reqwest::Response) -> Result<Self, Error> {
         let url = res.url().clone();
         let status = res.status();
         let headers = res.headers().clone();
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| crate::download::read_error(e, &url))?;
+        let body = crate::limit::read(res, None, 0).await?;
         Ok(Self {
             url,
             status,

@@ -307,6 +307,11 @@ impl ClientBuilder {
         self.configure(|b| b.max_redirects(n))
     }
 
+    /// See [`crate::ClientBuilder::max_body`].
+    pub fn max_body(self, bytes: u64) -> Self {
+        self.configure(|b| b.max_body(bytes))
+    }
+
     /// See [`crate::ClientBuilder::stack`].
     pub fn stack(self, f: impl FnOnce(StackConfig) -> StackConfig) -> Self {
         self.configure(|b| b.stack(f))
@@ -430,6 +435,11 @@ impl RequestBuilder {
         self.map(|r| r.retries(retries))
     }
 
+    /// See [`crate::RequestBuilder::max_body`].
+    pub fn max_body(self, bytes: u64) -> Self {
+        self.map(|r| r.max_body(bytes))
+    }
+
     /// See [`crate::RequestBuilder::idempotency_key`].
     pub fn idempotency_key(self, key: &str) -> Self {
         self.map(|r| r.idempotency_key(key))
@@ -516,13 +526,12 @@ impl Response {
         })
     }
 
-    /// The whole body.
+    /// The whole body, up to its cap
+    /// ([`ClientBuilder::max_body`](crate::ClientBuilder::max_body)); past it,
+    /// [`Kind::BodyTooLarge`].
     pub fn bytes(self) -> Result<Bytes, Error> {
         let Self { inner, rt, pending } = self;
-        let url = inner.url().clone();
-        let rest = rt
-            .block_on(inner.bytes())?
-            .map_err(|e| crate::download::read_error(e, &url))?;
+        let rest = rt.block_on(crate::limit::read(inner, None, pending.len() as u64))??;
         if pending.is_empty() {
             return Ok(rest);
         }
@@ -532,13 +541,13 @@ impl Response {
         Ok(all.into())
     }
 
-    /// The whole body as text (invalid UTF-8 is replaced).
+    /// The whole body as text (invalid UTF-8 is replaced), up to its cap.
     pub fn text(self) -> Result<String, Error> {
         let bytes = self.bytes()?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// The whole body decoded from JSON.
+    /// The whole body decoded from JSON, up to its cap.
     pub fn json<T: DeserializeOwned>(self) -> Result<T, Error> {
         let url = self.inner.url().clone();
         let bytes = self.bytes()?;

@@ -44,10 +44,14 @@ pub(crate) struct Inner {
     /// client builds adds it itself (as a default header, so that it yields
     /// to the request's), which spares every request a header map.
     pub(crate) user_agent: Option<HeaderValue>,
+    /// Whether the transport is a custom one, so that the hop loop sends the
+    /// `Accept-Encoding` the reqwest transport sends as a default header.
+    pub(crate) custom_transport: bool,
     default: Route,
     mounts: Vec<(String, Route)>,
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) max_redirects: usize,
+    pub(crate) limits: crate::limit::Limits,
     idempotency_header: HeaderName,
     description: stack::Description,
     #[cfg(feature = "metrics")]
@@ -218,12 +222,24 @@ impl Client {
             request.overrides.deadline,
             self.route(&request.url).deadline(),
         );
+        let max_body = request
+            .overrides
+            .max_body
+            .unwrap_or(self.inner.limits.max_body);
         let run = self.run(&mut request, uri, deadline);
         let outcome =
             crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
         let out = match outcome {
             Outcome::Done(Ok((res, redirected)), _) => {
                 // The body is counted in flight by the route (`Route::send`).
+                // A HEAD, a 204 and a 304 have no body to decode.
+                let bodiless = method == Method::HEAD
+                    || matches!(
+                        res.status(),
+                        http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+                    );
+                let negotiated = !bodiless && self.negotiated(&request);
+                let res = crate::limit::guard(res, negotiated, &self.inner.limits, max_body).await;
                 let url = redirected.unwrap_or(request.url);
                 Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }
@@ -279,6 +295,7 @@ pub struct ClientBuilder {
     transport: Option<stack::TransportFactory>,
     custom: Vec<CustomLayer>,
     max_redirects: usize,
+    limits: crate::limit::Limits,
     idempotency_header: Option<String>,
     error: Option<Error>,
 }
@@ -317,6 +334,7 @@ impl ClientBuilder {
             transport: None,
             custom: Vec::new(),
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            limits: crate::limit::Limits::default(),
             idempotency_header: None,
             error: None,
         }
@@ -413,6 +431,50 @@ impl ClientBuilder {
         self
     }
 
+    /// The cap on every buffered read of a response body, in decoded bytes
+    /// (default [`DEFAULT_MAX_BODY`](crate::DEFAULT_MAX_BODY), 64 MiB):
+    /// `send_json`, pagination pages, batch results, the blocking client's
+    /// `bytes`/`text`/`json` and [`ResponseExt`](crate::ResponseExt). A
+    /// `Content-Length` over it fails at once; a body without one, or whose
+    /// length lies, fails as soon as it passes it. A body over it is
+    /// [`Kind::BodyTooLarge`]. 0 admits only empty bodies; `u64::MAX` is no
+    /// cap. [`RequestBuilder::max_body`] overrides it for one request. See
+    /// [`limit`](crate::limit).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.limits.max_body = bytes;
+        self
+    }
+
+    /// The bound on the decompression ratio (default
+    /// [`DEFAULT_MAX_DECOMPRESSION_RATIO`](crate::limit::DEFAULT_MAX_DECOMPRESSION_RATIO),
+    /// 100): past [`decompression_ratio_after`](Self::decompression_ratio_after)
+    /// decoded bytes, a body that decodes to more than `ratio` bytes per byte
+    /// received fails with [`Kind::BodyTooLarge`], however it is read. 0 is a
+    /// [`Kind::Config`] error at `build`; `u32::MAX` in effect turns the
+    /// bound off.
+    pub fn max_decompression_ratio(mut self, ratio: u32) -> Self {
+        self.limits.max_ratio = ratio;
+        self
+    }
+
+    /// How many decoded bytes a body may produce before its decompression
+    /// ratio is checked (default
+    /// [`DEFAULT_RATIO_GRACE`](crate::limit::DEFAULT_RATIO_GRACE), 1 MiB), so
+    /// that a small, very compressible answer is never refused.
+    pub fn decompression_ratio_after(mut self, bytes: u64) -> Self {
+        self.limits.ratio_grace = bytes;
+        self
+    }
+
+    /// Applies the [`max_body`](Self::max_body) cap to streamed reads too:
+    /// downloads, `chunk()` loops and the blocking client's `Read` and
+    /// `copy_to` (default `false`: they run in flat memory, so only the
+    /// decompression ratio bounds them).
+    pub fn cap_streams(mut self, enabled: bool) -> Self {
+        self.limits.cap_streams = enabled;
+        self
+    }
+
     /// The header that carries idempotency keys set with
     /// [`RequestBuilder::idempotency_key`] (default: the retry policy's,
     /// `Idempotency-Key`). It must be the header the retry policy recognises,
@@ -426,8 +488,10 @@ impl ClientBuilder {
     /// deadline), inside the client's own handling of credentials and
     /// redirects. Layers added first end up outermost. Any layer over
     /// `http::Request<palisade::Body>` fits, tower-http's included (trace,
-    /// decompression, set-header): it sees each logical request once per
-    /// redirect hop, with its credentials already attached. Each added layer
+    /// set-header): it sees each logical request once per redirect hop, with
+    /// its credentials already attached. The client decodes compression
+    /// itself, under the decompression ratio bound; a decompression layer
+    /// here would decode first and escape it. Each added layer
     /// costs one boxing per call. It applies to the default stack and to
     /// every mount.
     pub fn layer<L, S, B>(mut self, layer: L) -> Self
@@ -493,6 +557,7 @@ impl ClientBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
+        self.limits.validate()?;
         let base_url = match &self.base_url {
             None => None,
             Some(s) => {
@@ -566,8 +631,12 @@ impl ClientBuilder {
             (None, _) => None,
         };
 
-        let (default, mut description) =
-            stack::build(&self.stack, self.transport.as_ref(), &self.custom, &user_agent)?;
+        let (default, mut description) = stack::build(
+            &self.stack,
+            self.transport.as_ref(),
+            &self.custom,
+            &user_agent,
+        )?;
         if !self.custom.is_empty() {
             description.layers.insert(
                 0,
@@ -598,10 +667,12 @@ impl ClientBuilder {
                 // With a custom transport, only an explicit User-Agent.
                 user_agent: (self.transport.is_some() && self.user_agent.is_some())
                     .then_some(user_agent),
+                custom_transport: self.transport.is_some(),
                 default,
                 mounts,
                 shutdown: Shutdown::new(),
                 max_redirects: self.max_redirects,
+                limits: self.limits,
                 idempotency_header,
                 description,
                 #[cfg(feature = "metrics")]

@@ -45,6 +45,13 @@ pub enum Kind {
     Decode,
     /// Reading the response body failed or stalled.
     Body,
+    /// The response body passed its size cap, or decoded past the
+    /// decompression ratio bound (a decompression bomb). Its
+    /// [`BodyTooLarge`](crate::limit::BodyTooLarge)
+    /// ([`Error::body_too_large`]) names the limit and how far the read got.
+    /// Never retried, and never a breaker failure: the response had already
+    /// been counted a success.
+    BodyTooLarge,
     /// The request could not be built: a malformed URL, header or body.
     InvalidRequest,
     /// The client's configuration is invalid.
@@ -70,6 +77,7 @@ impl Kind {
             Self::Status => "status",
             Self::Decode => "decode",
             Self::Body => "body",
+            Self::BodyTooLarge => "body_too_large",
             Self::InvalidRequest => "invalid_request",
             Self::Config => "config",
             Self::Shutdown => "shutdown",
@@ -248,6 +256,12 @@ impl Error {
             let cause: &(dyn StdError + 'static) = &*err;
             if find::<crate::shutdown::Cancelled>(cause).is_some() {
                 Kind::Shutdown
+            } else if let Some(too) = find::<crate::limit::BodyTooLarge>(cause) {
+                // Named in the message: reqwest's own wrapper says only
+                // "error decoding response body".
+                return Self::new(Kind::BodyTooLarge)
+                    .with_message(too.to_string())
+                    .with_source(err);
             } else if find::<DeadlineExceeded>(cause).is_some() {
                 Kind::DeadlineExceeded
             } else if find::<Elapsed>(cause).is_some()
@@ -336,6 +350,13 @@ impl Error {
     /// Whether the kind is [`Kind::Config`].
     pub fn is_config(&self) -> bool {
         self.kind() == Kind::Config
+    }
+
+    /// For [`Kind::BodyTooLarge`]: the limit the body passed and how far the
+    /// read got.
+    pub fn body_too_large(&self) -> Option<&crate::limit::BodyTooLarge> {
+        let source = self.inner.source.as_deref()?;
+        palisade_core::error::find::<crate::limit::BodyTooLarge>(source)
     }
 
     /// The underlying `reqwest::Error`, if the failure came from reqwest.

@@ -24,8 +24,8 @@
 use std::time::Duration;
 
 use http::header::{
-    CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_TYPE, HeaderMap,
-    LOCATION, USER_AGENT,
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
+    CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE, USER_AGENT,
 };
 use http::{Method, StatusCode};
 use palisade_core::{Body, BoxError, Deadline};
@@ -114,7 +114,37 @@ impl Client {
         {
             out.insert(USER_AGENT, ua.clone());
         }
+        if !out.contains_key(ACCEPT_ENCODING) {
+            if out.contains_key(RANGE) {
+                // A range is of the encoded bytes: ask for the file itself
+                // (the reqwest transport would add its default otherwise).
+                out.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            } else if inner.custom_transport {
+                // The reqwest transport sends this as a default header.
+                out.insert(
+                    ACCEPT_ENCODING,
+                    HeaderValue::from_static(crate::limit::ACCEPT_ENCODING),
+                );
+            }
+        }
         out
+    }
+
+    /// Whether the client negotiates the content coding of a hop with these
+    /// headers, and so decodes its response: when nothing set
+    /// `Accept-Encoding` and it asks for no range (a range is of the encoded
+    /// bytes). A caller's own `Accept-Encoding` gets the body as it came.
+    pub(crate) fn negotiates(headers: &HeaderMap) -> bool {
+        !headers.contains_key(ACCEPT_ENCODING) && !headers.contains_key(RANGE)
+    }
+
+    /// Whether the final hop of `request` negotiated its coding: the
+    /// request's headers merged with the client's defaults.
+    pub(crate) fn negotiated(&self, request: &Request) -> bool {
+        let defaults = &self.inner().headers;
+        Self::negotiates(&request.headers)
+            && !defaults.contains_key(ACCEPT_ENCODING)
+            && !defaults.contains_key(RANGE)
     }
 
     /// Sends `request` hop by hop under one `deadline`. `first_uri` is the

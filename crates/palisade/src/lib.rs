@@ -14,6 +14,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Compression is negotiated and decoded by the client, and every buffered
+//! read of a body (`send_json`, pages, batch results, the blocking client's
+//! `bytes`/`text`/`json`, [`ResponseExt`] after `send()`) is capped, 64 MiB
+//! by default, with a bound on the decompression ratio: see [`limit`].
+//!
 //! See `docs/layer-order.md` for the order of the layers and why.
 
 pub mod auth;
@@ -25,6 +30,7 @@ pub mod download;
 mod error;
 mod hop;
 mod in_flight;
+pub mod limit;
 pub mod paginate;
 mod redact;
 mod request;
@@ -48,6 +54,7 @@ pub use client::{
 };
 pub use download::{DEFAULT_MAX_RESUMES, Download, Downloaded, Progress};
 pub use error::{Error, Kind};
+pub use limit::{BodyTooLarge, DEFAULT_MAX_BODY, ResponseExt};
 pub use paginate::{Paginate, Pagination};
 pub use palisade_core::Body;
 pub use palisade_reqwest::PoolConfig;

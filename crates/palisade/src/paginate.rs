@@ -414,10 +414,9 @@ impl<T: DeserializeOwned> State<T> {
                 .transpose()?,
             _ => None,
         };
-        let bytes = res
-            .bytes()
+        let bytes = crate::limit::read(res, None, 0)
             .await
-            .map_err(|e| page_error(crate::download::read_error(e, &here), page))?;
+            .map_err(|e| page_error(e, page))?;
         let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
             page_error(
                 Error::from_body(e.into(), true).with_url(Some(here.clone())),

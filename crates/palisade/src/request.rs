@@ -23,6 +23,9 @@ pub struct Overrides {
     pub deadline: Option<Duration>,
     /// Retries after the first attempt for this request (0 = no retry).
     pub retries: Option<u32>,
+    /// The cap on buffered reads of this request's response body, in
+    /// decoded bytes ([`ClientBuilder::max_body`](crate::ClientBuilder::max_body)).
+    pub max_body: Option<u64>,
 }
 
 /// A request ready to send: what [`RequestBuilder::build`] returns, and what
@@ -276,6 +279,15 @@ impl RequestBuilder {
         self
     }
 
+    /// Overrides the cap on buffered reads of this request's response body
+    /// (`send_json`, and [`ResponseExt`](crate::ResponseExt) on the response
+    /// of `send`), in decoded bytes. See
+    /// [`ClientBuilder::max_body`](crate::ClientBuilder::max_body).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.overrides.max_body = Some(bytes);
+        self
+    }
+
     /// Sends this idempotency key (in the client's idempotency header,
     /// `Idempotency-Key` by default), which also makes a non-idempotent
     /// request safe to retry.
@@ -331,14 +343,12 @@ impl RequestBuilder {
     }
 
     /// Sends the request, fails on a non-success status with [`Kind::Status`],
-    /// and decodes the body as JSON.
+    /// and decodes the body as JSON. The body is read up to its cap
+    /// ([`max_body`](Self::max_body)); past it, [`Kind::BodyTooLarge`].
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, Error> {
         let res = crate::client::error_for_status(self.send().await?)?;
         let url = res.url().clone();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| Error::from_body(e.into(), false).with_url(Some(url.clone())))?;
+        let bytes = crate::limit::read(res, None, 0).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::from_body(e.into(), true).with_url(Some(url)))
     }

@@ -78,9 +78,8 @@ where
     ) -> RouteFuture {
         use futures_util::TryFutureExt as _;
         let shutdown = shutdown.clone();
-        let wrap = move |res: http::Response<B>| {
-            res.map(|b| reqwest::Body::wrap(shutdown.guard_body(b)))
-        };
+        let wrap =
+            move |res: http::Response<B>| res.map(|b| reqwest::Body::wrap(shutdown.guard_body(b)));
         let mut svc = self.clone();
         match svc.poll_ready(cx) {
             Poll::Ready(Ok(())) => Box::pin(svc.call(req).map_ok(wrap)),
@@ -476,6 +475,20 @@ pub(crate) fn build(
                 .redirect(reqwest::redirect::Policy::none())
                 // A default header: a request's own User-Agent wins.
                 .user_agent(user_agent.clone())
+                // So is the coding the client negotiates (and decodes, see
+                // `limit.rs`): a request's own Accept-Encoding wins, and a
+                // request with no headers costs the facade no header map.
+                .default_headers(http::HeaderMap::from_iter([(
+                    http::header::ACCEPT_ENCODING,
+                    http::HeaderValue::from_static(crate::limit::ACCEPT_ENCODING),
+                )]))
+                // And decodes the final body itself, counting the wire bytes
+                // under the decoder (`limit.rs`); off even if another crate
+                // in the build turns reqwest's decoders on.
+                .no_gzip()
+                .no_brotli()
+                .no_zstd()
+                .no_deflate()
                 .build()
                 .map_err(|e| Error::config("could not build the HTTP client").with_source(e))?,
         ),

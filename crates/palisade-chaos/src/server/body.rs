@@ -63,6 +63,7 @@ impl ChaosBody {
         chunk: usize,
         interval: Option<Duration>,
         end: End,
+        declared: bool,
         in_flight: InFlight,
     ) -> Self {
         Self {
@@ -72,7 +73,9 @@ impl ChaosBody {
                 interval,
                 sleep: None,
                 end,
-                exact: end == End::Finish,
+                // An exact hint makes hyper send a Content-Length: only for
+                // a body that declares one and sends it all.
+                exact: declared && end == End::Finish,
                 flushed: false,
             },
             _in_flight: Some(in_flight),

@@ -359,7 +359,7 @@ async fn handle(
             end,
         } => (
             StatusCode::OK,
-            ChaosBody::stream(sent, chunk, interval, end, in_flight),
+            ChaosBody::stream(sent, chunk, interval, end, declared.is_some(), in_flight),
             declared,
         ),
     };

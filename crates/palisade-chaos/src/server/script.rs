@@ -264,6 +264,26 @@ impl Behavior {
         })
     }
 
+    /// Answers `200` with a chunked body that never ends: no
+    /// `Content-Length`, 64 KiB chunks sent as fast as the client reads
+    /// them, generated without buffering, until the client stops reading.
+    pub const fn endless() -> Self {
+        Self::new(Kind::Stream {
+            declared: None,
+            sent: u64::MAX,
+            chunk: CHUNK,
+            interval: None,
+            end: End::Finish,
+        })
+    }
+
+    /// Answers `200` with `body` as given, labelled `Content-Encoding:
+    /// coding` (`gzip`, `br`, `zstd`, `deflate`): pre-compressed bytes, a
+    /// decompression bomb among them, served as they are.
+    pub fn encoded(coding: &'static str, body: impl Into<Bytes>) -> Self {
+        Self::ok(body).with_header(http::header::CONTENT_ENCODING, coding)
+    }
+
     /// Waits `latency` before the response head (or the reset).
     #[must_use]
     pub const fn with_latency(mut self, latency: Duration) -> Self {

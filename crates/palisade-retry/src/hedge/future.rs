@@ -94,7 +94,10 @@ where
                     let clone = inner.clone();
                     let mut svc = std::mem::replace(inner, clone);
                     let primary = svc.call(req);
-                    let at = Some(palisade_core::deadline::saturating_after(Instant::now(), delay));
+                    let at = Some(palisade_core::deadline::saturating_after(
+                        Instant::now(),
+                        delay,
+                    ));
                     (primary, Some(svc), Some(template), at, delay)
                 }
                 // The body cannot be sent twice: no hedge.
