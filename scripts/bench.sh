@@ -10,6 +10,7 @@
 #   loopback   --bin loopback                                 (loopback.json)
 #   behaviour  --bin behaviour                                (behaviour.json)
 #   memory     --bin memory                                   (memory.json)
+#   bomb       --bin bomb: a 10 MB → 10 GiB gzip bomb's peak RSS (bomb.json)
 #   redis      --bin redis_decisions; skipped with a warning without
 #              redis-server, unless PALISADE_BENCH_REQUIRE_REDIS=1 (redis.json)
 #   python     --bin pycompare; skipped with a warning without python3, unless
@@ -37,7 +38,7 @@ usage() {
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 }
 
-ALL_STAGES=(stack layers loopback behaviour memory redis python report)
+ALL_STAGES=(stack layers loopback behaviour memory bomb redis python report)
 quick=0
 allow_missing=0
 stages=()
@@ -46,7 +47,7 @@ for arg in "$@"; do
         --quick) quick=1 ;;
         --allow-missing) allow_missing=1 ;;
         -h | --help) usage; exit 0 ;;
-        stack | layers | loopback | behaviour | memory | redis | python | report) stages+=("$arg") ;;
+        stack | layers | loopback | behaviour | memory | bomb | redis | python | report) stages+=("$arg") ;;
         *) echo "bench.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
     esac
 done
@@ -125,6 +126,14 @@ if wants memory; then
         bin memory --mib 64 --rounds 1 --requests 50000
     else
         bin memory
+    fi
+fi
+
+if wants bomb; then
+    if [ "$quick" = 1 ]; then
+        bin bomb --gib 1
+    else
+        bin bomb
     fi
 fi
 

@@ -98,6 +98,7 @@
 //! build can leave it out, or keep a [`ChaosLayer`] with an injection rate
 //! of zero, which is a pass-through.
 
+pub mod bomb;
 mod config;
 pub mod error;
 pub mod future;

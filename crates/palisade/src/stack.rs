@@ -581,6 +581,19 @@ struct Layers<'a> {
 }
 
 impl Layers<'_> {
+    /// Whether no layer is on (`StackConfig::bare()`).
+    fn none(&self) -> bool {
+        let cfg = self.cfg;
+        self.deadline.is_none()
+            && self.attempt.is_none()
+            && cfg.retry.is_none()
+            && cfg.hedge.is_none()
+            && cfg.breaker.is_none()
+            && cfg.rate_limit.is_none()
+            && cfg.concurrency.is_none()
+            && cfg.body_timeout.is_none()
+    }
+
     /// The layers over `transport`, in the standard order, inside `custom`.
     fn route<T>(self, transport: T, custom: &[CustomLayer]) -> Route
     where
@@ -594,6 +607,18 @@ impl Layers<'_> {
             + 'static,
         T::Future: Send + 'static,
     {
+        let deadline = self.cfg.deadline;
+        if self.none() {
+            // A switched-off layer costs nothing at run time, but its
+            // future's type is still in the stack's: with every layer off,
+            // the stack is built without them, so each call's future is a
+            // few words instead of several KiB copied on every move.
+            let svc = tower::ServiceBuilder::new()
+                .layer(AttemptSpanLayer)
+                .map_request(crate::telemetry::count_send::<Body>)
+                .service(transport);
+            return finish(svc, custom, deadline);
+        }
         let cfg = self.cfg;
         let svc = tower::ServiceBuilder::new()
             .layer(Toggle(self.deadline))
@@ -607,22 +632,35 @@ impl Layers<'_> {
             .layer(Toggle(cfg.body_timeout.clone()))
             .map_request(crate::telemetry::count_send::<Body>)
             .service(transport);
-        let deadline = cfg.deadline;
-        if custom.is_empty() {
-            return Route {
-                path: Path::Stack(Arc::new(svc)),
-                deadline,
-            };
-        }
-        let mut svc = HttpService::new(
-            svc.map_response(|res: http::Response<_>| res.map(reqwest::Body::wrap)),
-        );
-        for layer in custom.iter().rev() {
-            svc = layer(svc);
-        }
-        Route {
-            path: Path::Custom(svc),
+        finish(svc, custom, deadline)
+    }
+}
+
+/// The route of a composed stack: behind one pointer, or inside `custom`.
+fn finish<S, B>(svc: S, custom: &[CustomLayer], deadline: Option<Duration>) -> Route
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    if custom.is_empty() {
+        return Route {
+            path: Path::Stack(Arc::new(svc)),
             deadline,
-        }
+        };
+    }
+    let mut svc =
+        HttpService::new(svc.map_response(|res: http::Response<B>| res.map(reqwest::Body::wrap)));
+    for layer in custom.iter().rev() {
+        svc = layer(svc);
+    }
+    Route {
+        path: Path::Custom(svc),
+        deadline,
     }
 }
