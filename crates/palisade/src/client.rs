@@ -226,9 +226,15 @@ impl Client {
             .overrides
             .max_body
             .unwrap_or(self.inner.limits.max_body);
-        let run = self.run(&mut request, uri, deadline);
-        let outcome =
-            crate::in_flight::InFlightRequest::new(run, in_flight.cancelled(), span.clone()).await;
+        // One expression: the hop loop's future is moved straight into
+        // its wrapper, never held in a local, so this future does not keep
+        // a second copy of it.
+        let outcome = crate::in_flight::InFlightRequest::new(
+            self.run(&mut request, uri, deadline),
+            in_flight.cancelled(),
+            span.clone(),
+        )
+        .await;
         let out = match outcome {
             Outcome::Done(Ok((res, redirected)), _) => {
                 // The body is counted in flight by the route (`Route::send`).
@@ -239,7 +245,14 @@ impl Client {
                         http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
                     );
                 let negotiated = !bodiless && self.negotiated(&request);
-                let res = crate::limit::guard(res, negotiated, &self.inner.limits, max_body).await;
+                let limits = &self.inner.limits;
+                let res = if crate::limit::needs_guard(&res, negotiated, limits) {
+                    // Boxed: its future (tower-http's decoder) would
+                    // otherwise size every call's.
+                    Box::pin(crate::limit::guard(res, negotiated, limits, max_body)).await
+                } else {
+                    crate::limit::mark(res, max_body)
+                };
                 let url = redirected.unwrap_or(request.url);
                 Ok(palisade_reqwest::to_reqwest_response(res, Some(url)))
             }

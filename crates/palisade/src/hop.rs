@@ -183,15 +183,18 @@ impl Client {
             let mut req_headers = self.hop_headers(url, headers, own_origin);
             let mut used_token = None;
             if let Some(auth) = inner.auth.as_ref().filter(|a| a.applies_to(&uri)) {
+                // Boxed: the token fetch's future would otherwise size
+                // every call's, with or without auth.
+                let header = Box::pin(auth.header());
                 let (name, value) = match deadline {
-                    Some(d) => tokio::time::timeout_at(d.instant(), auth.header())
+                    Some(d) => tokio::time::timeout_at(d.instant(), header)
                         .await
                         .unwrap_or_else(|_| {
                             Err(Error::new(Kind::DeadlineExceeded).with_message(
                                 "the token provider did not answer within the request's deadline",
                             ))
                         }),
-                    None => auth.header().await,
+                    None => header.await,
                 }
                 .map_err(|e| e.with_url(Some(url.clone())))?;
                 req_headers.insert(name, value.clone());

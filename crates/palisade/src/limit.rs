@@ -429,6 +429,29 @@ impl HttpBody for Guarded {
 /// Decodes the final response of a logical request when the client
 /// negotiated its coding (`negotiated`), bounds the ratio, caps streams when
 /// asked, and records `max_body` for buffered reads.
+/// Whether `res` needs [`guard`]'s decoder or stream cap; otherwise
+/// [`mark`] is all it needs, with no future to await.
+pub(crate) fn needs_guard(
+    res: &http::Response<reqwest::Body>,
+    negotiated: bool,
+    limits: &Limits,
+) -> bool {
+    limits.cap_streams || (negotiated && res.headers().contains_key(CONTENT_ENCODING))
+}
+
+/// Records `max_body` on `res` for [`ResponseExt`]'s reads. The default
+/// needs no extension (`max_body` falls back to it), which spares the
+/// common response an allocation.
+pub(crate) fn mark(
+    mut res: http::Response<reqwest::Body>,
+    max_body: u64,
+) -> http::Response<reqwest::Body> {
+    if max_body != DEFAULT_MAX_BODY {
+        res.extensions_mut().insert(MaxBody(max_body));
+    }
+    res
+}
+
 pub(crate) async fn guard(
     res: http::Response<reqwest::Body>,
     negotiated: bool,
@@ -437,7 +460,7 @@ pub(crate) async fn guard(
 ) -> http::Response<reqwest::Body> {
     let cap = limits.cap_streams.then_some(max_body);
     let encoded = negotiated && res.headers().contains_key(CONTENT_ENCODING);
-    let mut res = if encoded || cap.is_some() {
+    let res = if encoded || cap.is_some() {
         // tower-http's decompression, the decoder reqwest runs internally,
         // applied to a response already received: a one-shot service hands
         // it over. Without negotiation every coding is off, so the body
@@ -473,10 +496,5 @@ pub(crate) async fn guard(
     } else {
         res
     };
-    // The default needs no extension (`max_body` falls back to it), which
-    // spares the common response an allocation.
-    if max_body != DEFAULT_MAX_BODY {
-        res.extensions_mut().insert(MaxBody(max_body));
-    }
-    res
+    mark(res, max_body)
 }
