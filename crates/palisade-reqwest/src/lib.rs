@@ -92,8 +92,8 @@ pub use config::{
     DEFAULT_TCP_KEEPALIVE, PoolConfig,
 };
 pub use convert::{
-    from_reqwest_response, into_reqwest_request, into_reqwest_response, to_reqwest_response,
-    wrap_reqwest_response,
+    ParsedUrl, from_reqwest_response, into_reqwest_request, into_reqwest_response,
+    to_reqwest_response, wrap_reqwest_response,
 };
 pub use error::{ConfigError, transport_error, transport_error_kind};
 pub use service::ReqwestService;

@@ -205,6 +205,12 @@ impl Client {
             let replay = body.try_clone().ok();
             let mut req = http::Request::new(body);
             *req.method_mut() = method.clone();
+            // The parsed URL travels with the URI, so the reqwest transport
+            // does not parse it again on each attempt.
+            if !inner.custom_transport {
+                req.extensions_mut()
+                    .insert(palisade_reqwest::ParsedUrl::new(uri.clone(), url.clone()));
+            }
             *req.uri_mut() = uri;
             *req.headers_mut() = req_headers;
             {
