@@ -410,7 +410,9 @@ impl Builder {
 
 impl<C, K> Builder<C, K> {
     /// Trip after `n` failures in a row, whatever the window says. Default:
-    /// off (Polly's standard handler uses the ratio alone).
+    /// off (Polly's standard handler uses the ratio alone). Only a success
+    /// breaks a streak: a 429 or another 4xx between two failures neither
+    /// counts nor resets it.
     #[must_use]
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.cfg.consecutive_failures = Some(n);

@@ -377,7 +377,14 @@ impl KeyState {
             match word & STATE_MASK {
                 CLOSED if !refused => {
                     core.window.record(now, failed, slow);
-                    core.consecutive = if failed { core.consecutive + 1 } else { 0 };
+                    // Only a success breaks a streak: a 429 or another 4xx
+                    // says nothing of the upstream's health, so it neither
+                    // counts as a failure nor resets the count.
+                    if failed {
+                        core.consecutive += 1;
+                    } else if class.is_success() {
+                        core.consecutive = 0;
+                    }
                     if let Some(reason) = self.should_trip(&core, now) {
                         pending = Some(self.open_locked(&mut core, word, reason, class));
                     }

@@ -59,6 +59,31 @@ async fn consecutive_failures_trip_at_threshold_not_before() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_429_or_a_4xx_between_failures_does_not_break_the_streak() {
+    // Alternating 503 and 429 (and a 404) with a threshold of 3: the third
+    // 503 opens the circuit, although no two 503s were adjacent.
+    let layer = base()
+        .without_failure_ratio()
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let (up, _) = upstream();
+    let mut svc = layer.layer(up);
+    for status in [503, 429, 503, 404] {
+        send(&mut svc, req_with("a", status)).await.unwrap();
+    }
+    let s = h.state(&key("a")).unwrap();
+    assert_eq!(s.state, CircuitState::Closed);
+    assert_eq!(
+        s.consecutive_failures, 2,
+        "the 429 and the 404 neither count nor reset"
+    );
+    send(&mut svc, req_with("a", 503)).await.unwrap();
+    assert_eq!(h.state(&key("a")).unwrap().state, CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
 async fn failure_ratio_trips_at_ratio_not_below() {
     let layer = base()
         .failure_ratio(0.5)
