@@ -620,27 +620,8 @@ impl Layers<'_> {
             return finish(svc, custom, deadline);
         }
         let cfg = self.cfg;
-        if cfg.hedge.is_none() {
-            // A hedge future holds two copies of the stack below it, so its
-            // type alone doubled every call's future: without hedging (the
-            // default) the stack is built without it.
-            let svc = tower::ServiceBuilder::new()
-                .layer(Toggle(self.deadline))
-                .layer(Toggle(cfg.retry.clone()))
-                .layer(AttemptSpanLayer)
-                .layer(Toggle(cfg.breaker.clone()))
-                .layer(Toggle(cfg.rate_limit.clone()))
-                .layer(Toggle(cfg.concurrency.clone()))
-                .layer(Toggle(self.attempt))
-                .layer(Toggle(cfg.body_timeout.clone()))
-                .map_request(crate::telemetry::count_send::<Body>)
-                .service(transport);
-            return finish(svc, custom, deadline);
-        }
-        let svc = tower::ServiceBuilder::new()
-            .layer(Toggle(self.deadline))
-            .layer(Toggle(cfg.retry.clone()))
-            .layer(Toggle(cfg.hedge.clone()))
+        // Everything below the hedge, the same with or without it.
+        let below = tower::ServiceBuilder::new()
             .layer(AttemptSpanLayer)
             .layer(Toggle(cfg.breaker.clone()))
             .layer(Toggle(cfg.rate_limit.clone()))
@@ -649,7 +630,16 @@ impl Layers<'_> {
             .layer(Toggle(cfg.body_timeout.clone()))
             .map_request(crate::telemetry::count_send::<Body>)
             .service(transport);
-        finish(svc, custom, deadline)
+        let above = tower::ServiceBuilder::new()
+            .layer(Toggle(self.deadline))
+            .layer(Toggle(cfg.retry.clone()));
+        match cfg.hedge.clone() {
+            // A hedge future holds two copies of the stack below it, so its
+            // type alone doubled every call's future: without hedging (the
+            // default) the stack is built without it.
+            None => finish(above.service(below), custom, deadline),
+            Some(hedge) => finish(above.layer(hedge).service(below), custom, deadline),
+        }
     }
 }
 
